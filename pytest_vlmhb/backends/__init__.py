@@ -1,0 +1,1 @@
+"""Backends: the server software behind an OpenAI-compatible endpoint."""

@@ -1,0 +1,51 @@
+"""The backend interface: how to install and start one kind of server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    """What a launcher asks a backend to serve."""
+
+    python: str
+    model: str
+    served_name: str
+    host: str
+    port: int
+    server_args: Sequence[str]
+
+
+class Backend:
+    """One kind of inference server; subclasses register under ``vlmhb.backends``.
+
+    ``requirements`` is the pip spec of the backend's isolated venv (empty:
+    the backend cannot be started locally); ``command`` the argv that starts
+    it (never run through a shell).
+    """
+
+    name: ClassVar[str]
+    health_path: ClassVar[str] = "/health"
+    metrics_path: ClassVar[str | None] = "/metrics"
+
+    def requirements(self) -> list[str]:
+        """pip requirement specifiers of the backend's own venv."""
+        return []
+
+    def command(self, request: ServeRequest) -> list[str]:
+        """argv that starts the server (the launcher adds nothing to it)."""
+        raise NotImplementedError(f"backend {self.name!r} cannot be started by a launcher")
+
+    #: Prometheus gauge (on ``metrics_path``) holding the server's peak memory.
+    peak_memory_metric: ClassVar[str | None] = None
+
+    def request_extras(self) -> dict[str, object]:
+        """Fields this backend understands beyond the OpenAI API, sent on every request."""
+        return {}
+
+    def env(self) -> dict[str, str]:
+        """Extra environment variables for the server process."""
+        return {}

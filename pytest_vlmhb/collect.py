@@ -1,0 +1,152 @@
+"""Items: one per (case, sample) and one per (case, threshold), ordered by server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .cases import Plan
+from .records import gate_failure, summarize_case
+from .report import GateResult
+from .runner import Runtime
+
+SAMPLE_FIXTURE = "vlmhb_sample"
+GATE_FIXTURE = "vlmhb_gate"
+
+# user_properties written per sample (they reach JUnit XML as <property>)
+_PROPERTIES = ("ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens",
+               "finish_reason")
+
+
+@dataclass(frozen=True)
+class SampleParam:
+    case_id: str
+    sample_id: str
+
+
+@dataclass(frozen=True)
+class GateParam:
+    case_id: str
+    threshold: str  # e.g. "min_anls"
+
+
+def parametrize(metafunc: pytest.Metafunc, plan: Plan | None) -> None:
+    """Parametrize test functions that use the vlmhb fixtures."""
+    names = metafunc.fixturenames
+    if SAMPLE_FIXTURE in names:
+        params = [] if plan is None else [
+            pytest.param(SampleParam(case.id, s.id), id=f"{case.id}/{s.id}",
+                         marks=pytest.mark.xdist_group(case.server_key))
+            for case in plan.cases for s in plan.samples[case.id]
+        ]
+        metafunc.parametrize(SAMPLE_FIXTURE, params, indirect=True)
+    if GATE_FIXTURE in names:
+        params = [] if plan is None else [
+            pytest.param(GateParam(case.id, t.name), id=f"{case.id}/{t.name}",
+                         marks=pytest.mark.xdist_group(case.server_key))
+            for case in plan.cases for t in case.thresholds
+        ]
+        metafunc.parametrize(GATE_FIXTURE, params, indirect=True)
+
+
+def _param(item: pytest.Item) -> SampleParam | GateParam | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    value = callspec.params.get(SAMPLE_FIXTURE, callspec.params.get(GATE_FIXTURE))
+    return value if isinstance(value, (SampleParam, GateParam)) else None
+
+
+def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
+    """Group vlmhb items by server, then case, samples before gates.
+
+    Other items keep their places; vlmhb items are sorted within the slots
+    they occupied, so each server starts once per process.
+    """
+    server_rank: dict[str, int] = {}
+    for case in plan.cases:
+        server_rank.setdefault(case.server_key, len(server_rank))
+    case_by_id = {c.id: c for c in plan.cases}
+
+    def key(pair: tuple[int, pytest.Item]) -> tuple[int, int, int, int]:
+        position, item = pair
+        param = _param(item)
+        assert param is not None
+        case = case_by_id[param.case_id]
+        return (server_rank[case.server_key], case.index,
+                int(isinstance(param, GateParam)), position)
+
+    ours = [(i, item) for i, item in enumerate(items) if _param(item) is not None]
+    slots = [i for i, _ in ours]
+    out = list(items)
+    for slot, (_, item) in zip(slots, sorted(ours, key=key), strict=True):
+        out[slot] = item
+    return out
+
+
+def scheduled_samples(item: pytest.Item, case_id: str) -> list[str]:
+    """Sample ids of ``case_id`` among the session's items, in run order."""
+    out = []
+    for other in item.session.items:
+        param = _param(other)
+        if isinstance(param, SampleParam) and param.case_id == case_id:
+            out.append(param.sample_id)
+    return out
+
+
+class SampleCheck:
+    """What a ``test_sample`` item does: answer, score, record, fail on error."""
+
+    def __init__(self, item: pytest.Item, runtime: Runtime, param: SampleParam,
+                 record_key: Any, case_key: Any) -> None:
+        self.item, self.runtime, self.param = item, runtime, param
+        self._record_key, self._case_key = record_key, case_key
+        self.record: dict[str, Any] | None = None
+
+    def check(self) -> dict[str, Any]:
+        param = self.param
+        record, info = self.runtime.run_sample(
+            param.case_id, param.sample_id,
+            lambda: scheduled_samples(self.item, param.case_id))
+        self.record = record
+        self.item.stash[self._record_key] = record
+        if info is not None:
+            self.item.stash[self._case_key] = info
+        props = self.item.user_properties
+        props.append(("answer", record["answer"] if record["answer"] is not None else ""))
+        for name, value in record["scores"].items():
+            props.append((name, "" if value is None else value))
+        for name in _PROPERTIES:
+            value = record[name]
+            props.append((name, "" if value is None else value))
+        if record["error"]:
+            props.append(("error", record["error"]))
+            pytest.fail(f"sample {param.sample_id}: {record['error']}", pytrace=False)
+        return record
+
+
+class GateCheck:
+    """What a ``test_gate`` item does: compare the case aggregate with a threshold."""
+
+    def __init__(self, item: pytest.Item, runtime: Runtime, param: GateParam,
+                 gate_key: Any) -> None:
+        self.item, self.runtime, self.param, self._gate_key = item, runtime, param, gate_key
+
+    def check(self) -> None:
+        case = self.runtime.plan.case(self.param.case_id)
+        threshold = next(t for t in case.thresholds if t.name == self.param.threshold)
+        records = self.runtime.records.get(case.id, [])
+        row = summarize_case(case, records, self.runtime.case_info.get(case.id))
+        failure = (f"no sample of case {case.id} ran in this session" if not records
+                   else gate_failure(row, threshold.column, threshold.bound, threshold.value))
+        self.item.user_properties.append((threshold.column, json.dumps(row.get(threshold.column))))
+        self.item.stash[self._gate_key] = GateResult(
+            case.id, threshold.name, failure is None,
+            failure or f"{threshold.column} {row.get(threshold.column)} meets {threshold.name} "
+                       f"{threshold.value:g}")
+        if failure:
+            pytest.fail(failure, pytrace=False)

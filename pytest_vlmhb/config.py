@@ -1,0 +1,176 @@
+"""Pydantic models of the configuration: CSV rows, resolved cases, settings."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_ROW = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+_NAME = r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.:@+/ -]*$"
+
+
+class ModelRow(BaseModel):
+    """One row of models.csv."""
+
+    model_config = _ROW
+
+    name: str = Field(pattern=_NAME)
+    source: str
+    endpoint: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    served_name: str | None = None
+    server_args: tuple[str, ...] = ()
+
+    @field_validator("server_args", mode="before")
+    @classmethod
+    def _split_args(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(shlex.split(value))
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+
+class TaskRow(BaseModel):
+    """One row of tasks.csv."""
+
+    model_config = _ROW
+
+    name: str = Field(pattern=_NAME)
+    type: str
+    data: str
+    prompt: str | None = None
+    metrics: tuple[str, ...] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _split_metrics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(m.strip() for m in value.split(";") if m.strip())
+        return value
+
+
+THRESHOLD_PREFIXES = ("min_", "max_")
+
+
+class CaseRow(BaseModel):
+    """One row of user_config.csv (threshold columns are split off first)."""
+
+    model_config = _ROW
+
+    id: str | None = Field(default=None, pattern=_NAME)
+    model: str
+    task: str
+    backend: str
+    launcher: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=4096)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    limit: int | None = Field(default=None, ge=0)
+    request_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("request_params", mode="before")
+    @classmethod
+    def _parse_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("must be a JSON object, e.g. {\"ignore_eos\": true}")
+            return parsed
+        return value
+
+
+class Threshold(BaseModel):
+    """A gate: ``min_<column>`` or ``max_<column>`` on a metrics.csv column."""
+
+    model_config = ConfigDict(frozen=True)
+
+    column: str
+    bound: Literal["min", "max"]
+    value: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.bound}_{self.column}"
+
+
+class ModelSpec(BaseModel):
+    """A resolved model: its row plus where models.csv lives."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    source: str
+    endpoint: str | None = None
+    api_key_env: str | None = None
+    served_name: str
+    server_args: tuple[str, ...] = ()
+    base_dir: Path
+
+
+class TaskSpec(BaseModel):
+    """A resolved task: type, data source, prompt and metrics."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: str
+    data: str
+    prompt: str
+    metrics: tuple[str, ...]
+    max_tokens: int
+    base_dir: Path
+
+
+class Case(BaseModel):
+    """One benchmark case: model x task x backend with its settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    index: int
+    model: ModelSpec
+    task: TaskSpec
+    backend: str
+    launcher: str
+    concurrency: int
+    max_tokens: int
+    temperature: float
+    limit: int | None
+    request_params: dict[str, Any]
+    thresholds: tuple[Threshold, ...]
+    source_file: Path
+    source_line: int
+
+    @property
+    def server_key(self) -> str:
+        """Cases with the same key share one server (and one xdist group)."""
+        return f"{self.model.name}@{self.backend}@{self.launcher}"
+
+
+class Settings(BaseModel):
+    """The plugin's options, validated once (CLI -> ini -> env -> default)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: Path | None
+    output: Path
+    limit: int | None
+    cache: Path
+    models: Path | None
+    tasks: Path | None
+    startup_timeout: float
+    request_timeout: float

@@ -1,0 +1,1 @@
+"""Launchers: where a backend's server runs (local venv, external URL, ...)."""

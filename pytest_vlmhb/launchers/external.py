@@ -1,0 +1,35 @@
+"""An already running OpenAI-compatible endpoint (nothing to start or stop)."""
+
+from __future__ import annotations
+
+import os
+
+from ..backends.base import Backend
+from ..config import ModelSpec, Settings
+from ..envs import Progress
+from ..errors import ServerError
+from .base import Launcher, RunningServer
+
+
+class ExternalLauncher(Launcher):
+    """Uses the model's ``endpoint``; the API key comes from ``api_key_env`` only."""
+
+    name = "external"
+
+    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
+              progress: Progress) -> RunningServer:
+        assert model.endpoint is not None
+        headers = {}
+        if model.api_key_env:
+            key = os.environ.get(model.api_key_env)
+            if not key:
+                raise ServerError(f"environment variable {model.api_key_env} (api_key_env of "
+                                  f"model {model.name!r}) is not set")
+            headers["Authorization"] = f"Bearer {key}"
+        base = model.endpoint
+        root = base.removesuffix("/v1")
+        progress(f"using external endpoint {base} for {model.name} ({backend.name})")
+        return RunningServer(
+            base_url=base, root_url=root, served_name=model.served_name, headers=headers,
+            provenance={"endpoint": base, "source": model.source},
+        )

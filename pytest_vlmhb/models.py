@@ -1,0 +1,64 @@
+"""Model sources: a local dir, a hub id, or a built-in model built offline."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from filelock import FileLock
+
+from .config import ModelSpec
+from .envs import Progress, clean_env
+from .errors import ConfigError, ServerError
+
+BUILTIN_PREFIX = "builtin:"
+# name -> module run inside the backend venv as ``python -m MODULE OUT_DIR``
+BUILTIN_MODELS = {"tiny-idefics3": "pytest_vlmhb.tinymodel"}
+
+
+def _builder_hash(module: str) -> str:
+    path = Path(__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def builtin_model_dir(cache: Path, name: str) -> Path:
+    """Where a built-in model lives in the cache (keyed by its builder's code)."""
+    return cache / "models" / f"{name}-{_builder_hash(BUILTIN_MODELS[name])}"
+
+
+def resolve_model(spec: ModelSpec, python: Path | None, cache: Path, progress: Progress) -> str:
+    """What to pass to the server's ``--model``: a directory or a hub id."""
+    source = spec.source
+    if source.startswith(BUILTIN_PREFIX):
+        name = source.removeprefix(BUILTIN_PREFIX)
+        if name not in BUILTIN_MODELS:
+            raise ConfigError(f"unknown built-in model {source!r}",
+                              allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS])
+        if python is None:
+            raise ServerError(f"{source} must be built inside a backend venv")
+        return str(_build_builtin(name, python, cache, progress))
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = spec.base_dir / path
+    if path.exists():
+        return str(path.resolve())
+    if source.startswith((".", "/", "~")):
+        raise ConfigError(f"model directory {path} does not exist (model {spec.name!r})")
+    return source  # a hub id, resolved by the server
+
+
+def _build_builtin(name: str, python: Path, cache: Path, progress: Progress) -> Path:
+    out = builtin_model_dir(cache, name)
+    if (out / ".complete").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (out / ".complete").exists():
+            progress(f"building built-in model {name} into {out} (once)")
+            proc = subprocess.run([str(python), "-m", BUILTIN_MODELS[name], str(out)],
+                                  capture_output=True, text=True, env=clean_env())
+            if proc.returncode != 0 or not (out / ".complete").exists():
+                raise ServerError(f"building {name} failed (exit {proc.returncode}):\n"
+                                  f"{proc.stderr[-3000:]}")
+    return out

@@ -1,0 +1,65 @@
+"""Command-line and ini options, validated once into a frozen Settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import pytest
+
+from .config import Settings
+
+# (name, type, default, help); CLI --vlmhb-<name>, ini vlmhb_<name>
+_OPTIONS: list[tuple[str, type, Any, str]] = [
+    ("config", Path, None, "user_config.csv listing the cases (model x task x backend)"),
+    ("output", Path, Path("vlmhb-results"), "directory for report.md, answers.csv, metrics.csv"),
+    ("limit", int, None, "at most N samples per case"),
+    ("cache", Path, None, "cache for venvs, built models and generated data "
+                          "(env VLMHB_CACHE; default: the user cache dir)"),
+    ("models", Path, None, "models.csv (default: next to the config)"),
+    ("tasks", Path, None, "tasks.csv (default: next to the config)"),
+    ("startup-timeout", float, 900.0, "seconds a server may take to become healthy"),
+    ("request-timeout", float, 300.0, "seconds one request may take"),
+]
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vlmhb", "VLMHyperBench")
+    for name, _kind, default, help_text in _OPTIONS:
+        dest = "vlmhb_" + name.replace("-", "_")
+        shown = f" (default: {default})" if default is not None else ""
+        group.addoption(f"--vlmhb-{name}", dest=dest, default=None, metavar=name.upper(),
+                        help=help_text + shown)
+        parser.addini(dest, help=help_text, default=None)
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(
+            f"--vlmhb-{name}: expected {kind.__name__}, got {raw!r}") from None
+    if kind in (int, float) and value < 0:
+        raise pytest.UsageError(f"--vlmhb-{name}: must be >= 0, got {raw!r}")
+    return value
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    """CLI -> ini -> environment -> default; relative ini paths resolve against rootdir."""
+    values: dict[str, Any] = {}
+    for name, kind, default, _ in _OPTIONS:
+        dest = "vlmhb_" + name.replace("-", "_")
+        raw = config.getoption(dest)
+        base = Path.cwd()
+        if raw is None and config.getini(dest):
+            raw = config.getini(dest)
+            base = config.rootpath
+        if raw is None and name == "cache":
+            raw = os.environ.get("VLMHB_CACHE") or platformdirs.user_cache_dir("vlmhb")
+        value = default if raw is None else _convert(name, kind, str(raw))
+        if isinstance(value, Path):
+            value = (base / value.expanduser()).resolve()
+        values[dest.removeprefix("vlmhb_")] = value
+    return Settings(**values)

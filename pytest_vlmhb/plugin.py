@@ -1,0 +1,142 @@
+"""pytest hooks: thin wrappers around options, cases, collect, runner and report."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import collect
+from .cases import Plan, load_plan
+from .config import Settings
+from .errors import ConfigError
+from .options import register, settings_from
+from .report import GateResult, RunResults, summary_lines, write_outputs
+from .runner import Runtime
+
+SETTINGS = pytest.StashKey[Settings]()
+PLAN = pytest.StashKey[Plan]()
+RUNTIME = pytest.StashKey[Runtime]()
+RECORD = pytest.StashKey[dict[str, Any]]()
+CASE_INFO = pytest.StashKey[dict[str, Any]]()
+GATE = pytest.StashKey[GateResult]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    register(parser)
+
+
+def _worker_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else "main"
+
+
+def _progress(config: pytest.Config) -> Any:
+    def say(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not hasattr(config, "workerinput"):
+            reporter.write_line(f"[vlmhb] {message}")
+        else:
+            print(f"[vlmhb {_worker_id(config)}] {message}", file=sys.__stderr__, flush=True)
+    return say
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): vlmhb groups items by server")
+    settings = settings_from(config)
+    config.stash[SETTINGS] = settings
+    if settings.config is None:
+        return
+    try:
+        plan = load_plan(settings)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"vlmhb: {exc}") from None
+    config.stash[PLAN] = plan
+    config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultsCollector(config), "vlmhb-results")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    collect.parametrize(metafunc, metafunc.config.stash.get(PLAN, None))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    plan = config.stash.get(PLAN, None)
+    if plan is not None:
+        items[:] = collect.ordered(items, plan)
+
+
+@pytest.fixture
+def vlmhb_sample(request: pytest.FixtureRequest) -> collect.SampleCheck:
+    """One sample of one case; ``.check()`` answers, scores and records it."""
+    config = request.config
+    return collect.SampleCheck(request.node, config.stash[RUNTIME], request.param,
+                               RECORD, CASE_INFO)
+
+
+@pytest.fixture
+def vlmhb_gate(request: pytest.FixtureRequest) -> collect.GateCheck:
+    """One threshold of one case; ``.check()`` fails when the case misses it."""
+    return collect.GateCheck(request.node, request.config.stash[RUNTIME], request.param, GATE)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "call":
+        # Plain attributes of a report travel to the xdist controller with it.
+        for key, attr in ((RECORD, "vlmhb_record"), (CASE_INFO, "vlmhb_case"),
+                          (GATE, "vlmhb_gate")):
+            value = item.stash.get(key, None)
+            if value is not None:
+                setattr(report, attr, value.__dict__ if isinstance(value, GateResult)
+                        else value)
+    return report
+
+
+class ResultsCollector:
+    """Controller-side plugin: gathers records from reports, writes the outputs.
+
+    Registered only on the controller (or a plain run); xdist workers' reports
+    reach it through ``pytest_runtest_logreport`` like local ones.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results = RunResults()
+        self.rows: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "vlmhb_record", None)
+        if record is not None:
+            self.results.add_record(record)
+            case = getattr(report, "vlmhb_case", None)
+            if case is not None:
+                self.results.case_info[record["case_id"]] = case
+        gate = getattr(report, "vlmhb_gate", None)
+        if gate is not None:
+            self.results.gates.append(GateResult(**gate))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.results.records:
+            self.rows = write_outputs(self.config.stash[SETTINGS].output,
+                                      self.config.stash[PLAN], self.results)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.section("vlmhb summary")
+        for line in summary_lines(self.config.stash[PLAN], self.rows):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"results: {self.config.stash[SETTINGS].output}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    runtime = session.config.stash.get(RUNTIME, None)
+    if runtime is not None:
+        runtime.close()

@@ -1,0 +1,109 @@
+"""Per-sample records and per-case summaries (pure functions, no I/O).
+
+The same functions run on an xdist worker (for gate items) and on the
+controller (for the reports), so both see identical figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import registry
+from .client import Completion
+from .config import Case
+from .metrics.base import Metric
+from .tasks.manifest import Sample
+
+Record = dict[str, Any]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def metric(name: str) -> Metric:
+    instance: Metric = registry.load(registry.METRICS, name)()
+    return instance
+
+
+def make_record(case: Case, sample: Sample, completion: Completion | None,
+                error: str | None) -> Record:
+    """Score one sample: its answer, each metric, and its timings."""
+    scores: dict[str, float | None] = {}
+    stats: dict[str, dict[str, float]] = {}
+    for name in case.task.metrics:
+        m = metric(name)
+        s = (m.stats(completion.text, sample.reference) if completion is not None and not error
+             else m.worst_stats(sample.reference))
+        stats[name] = s
+        scores[name] = m.value(s)
+    c = completion or Completion()
+    return {
+        "case_id": case.id, "model": case.model.name, "task": case.task.name,
+        "backend": case.backend, "launcher": case.launcher, "sample_id": sample.id,
+        "prompt": sample.prompt, "answer": c.text if completion else None,
+        "reference": sample.reference, "scores": scores, "stats": stats,
+        "ttft_ms": _ms(c.ttft_s), "tpot_ms": _ms(c.tpot_s), "e2e_ms": _ms(c.e2e_s),
+        "itl_ms": [_ms(x) for x in c.itl_s],
+        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+        "finish_reason": c.finish_reason, "token_ids": c.token_ids, "error": error,
+        "sent_at": c.sent_at or None, "finished_at": c.finished_at or None,
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default method)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarize_case(case: Case, records: Sequence[Record],
+                   case_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One metrics.csv row: counts, metric aggregates, latency and throughput."""
+    ok = [r for r in records if not r["error"]]
+    row: dict[str, Any] = {
+        "case_id": case.id, "model": case.model.name, "task": case.task.name,
+        "backend": case.backend, "launcher": case.launcher,
+        "n": len(records), "errors": len(records) - len(ok),
+    }
+    for name in case.task.metrics:
+        row[name] = _round(metric(name).aggregate([r["stats"][name] for r in records]))
+    ttft = [r["ttft_ms"] for r in ok if r["ttft_ms"] is not None]
+    e2e = [r["e2e_ms"] for r in ok if r["e2e_ms"] is not None]
+    tpot = [r["tpot_ms"] for r in ok if r["tpot_ms"] is not None]
+    for q in (50, 90, 95, 99):
+        row[f"ttft_p{q}_ms"] = _round(percentile(ttft, q), 3)
+    for q in (50, 95, 99):
+        row[f"e2e_p{q}_ms"] = _round(percentile(e2e, q), 3)
+    row["tpot_mean_ms"] = _round(sum(tpot) / len(tpot), 3) if tpot else None
+    sent = [r["sent_at"] for r in ok if r["sent_at"]]
+    done = [r["finished_at"] for r in ok if r["finished_at"]]
+    span = (max(done) - min(sent)) if sent and done else 0.0
+    tokens = sum(r["completion_tokens"] or 0 for r in ok)
+    row["requests_per_s"] = _round(len(ok) / span, 3) if span > 0 else None
+    row["output_tokens_per_s"] = _round(tokens / span, 3) if span > 0 else None
+    peak = (case_info or {}).get("peak_memory_bytes")
+    row["peak_memory_mb"] = _round(peak / 2**20, 1) if peak else None
+    return row
+
+
+def gate_failure(row: Mapping[str, Any], column: str, bound: str, limit: float) -> str | None:
+    """None when the case passes ``<bound>_<column>``, else why it does not."""
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{column} could not be computed for this case ({bound}_{column} {limit:g})"
+    if bound == "min" and value < limit:
+        return f"{column} {value:g} < {bound}_{column} {limit:g}"
+    if bound == "max" and value > limit:
+        return f"{column} {value:g} > {bound}_{column} {limit:g}"
+    return None

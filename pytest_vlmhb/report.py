@@ -1,0 +1,176 @@
+"""answers.csv, metrics.csv and report.md from the collected records."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from .cases import Plan
+from .columns import answer_columns, case_columns
+from .config import Case
+from .records import Record, summarize_case
+
+
+@dataclass
+class GateResult:
+    case_id: str
+    threshold: str
+    passed: bool
+    message: str
+
+
+@dataclass
+class RunResults:
+    """Everything the controller gathered from the item reports."""
+
+    records: dict[str, list[Record]] = field(default_factory=dict)
+    case_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gates: list[GateResult] = field(default_factory=list)
+
+    def add_record(self, record: Record) -> None:
+        self.records.setdefault(record["case_id"], []).append(record)
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def ordered_records(plan: Plan, results: RunResults) -> list[tuple[Case, list[Record]]]:
+    """Records in config-row then sample order."""
+    out = []
+    for case in plan.cases:
+        position = {s.id: i for i, s in enumerate(plan.samples[case.id])}
+        recs = sorted(results.records.get(case.id, []), key=lambda r: position[r["sample_id"]])
+        out.append((case, recs))
+    return out
+
+
+def case_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+    """metrics.csv rows of the cases that ran."""
+    return [summarize_case(case, recs, results.case_info.get(case.id))
+            for case, recs in ordered_records(plan, results) if recs]
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as sink:
+        writer = csv.DictWriter(sink, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+
+
+def answer_row(record: Record) -> dict[str, Any]:
+    return {**record, **record["scores"]}
+
+
+def dataset_hash(plan: Plan, case: Case) -> str:
+    """sha256 over the manifest and the images of the samples used."""
+    digest = hashlib.sha256()
+    samples = plan.samples[case.id]
+    if samples:
+        digest.update(samples[0].manifest.read_bytes())
+    for sample in samples:
+        try:
+            digest.update(sample.image.read_bytes())
+        except OSError:
+            digest.update(b"<missing>")
+    return digest.hexdigest()[:16]
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _table(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines
+
+
+_PERF = ("ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms", "tpot_mean_ms", "requests_per_s",
+         "output_tokens_per_s", "peak_memory_mb")
+
+
+def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, Any]]) -> str:
+    by_case = {c.id: c for c in plan.cases}
+    lines = ["# VLMHyperBench report", "",
+             f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by "
+             f"pytest-vlmhb {version('pytest-vlmhb')} on Python {platform.python_version()}.",
+             ""]
+    for task_type in _unique(c.task.type for c in plan.cases):
+        task_rows = [r for r in rows if by_case[r["case_id"]].task.type == task_type]
+        if not task_rows:
+            continue
+        metrics = _unique(m for r in task_rows for m in by_case[r["case_id"]].task.metrics)
+        lines += [f"## {task_type}", ""]
+        lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
+                         *metrics, *_PERF], task_rows)
+        lines.append("")
+    if results.gates:
+        lines += ["## Gates", ""]
+        lines += _table(["case_id", "threshold", "result", "detail"], [
+            {"case_id": g.case_id, "threshold": g.threshold,
+             "result": "pass" if g.passed else "FAIL", "detail": g.message}
+            for g in results.gates])
+        lines.append("")
+    lines += ["## Provenance", ""]
+    prov = []
+    for case in plan.cases:
+        server = results.case_info.get(case.id, {}).get("server", {})
+        packages = ", ".join(f"{k} {v}" for k, v in server.get("packages", {}).items())
+        prov.append({
+            "case_id": case.id, "model source": case.model.source, "backend": case.backend,
+            "launcher": case.launcher,
+            "server args": " ".join(case.model.server_args) or "(none)",
+            "server packages": packages or "(unknown)",
+            "task data": case.task.data, "dataset sha256": dataset_hash(plan, case),
+        })
+    lines += _table(list(prov[0]) if prov else [], prov)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+    """Write the three files; returns the metrics rows (for the terminal summary)."""
+    output.mkdir(parents=True, exist_ok=True)
+    metric_names = _unique(m for c in plan.cases for m in c.task.metrics)
+    answers = [answer_row(r) for _, recs in ordered_records(plan, results) for r in recs]
+    write_csv(output / "answers.csv", answer_columns(metric_names), answers)
+    rows = case_rows(plan, results)
+    write_csv(output / "metrics.csv", case_columns(metric_names), rows)
+    (output / "report.md").write_text(render_report(plan, results, rows), encoding="utf-8")
+    return rows
+
+
+def summary_lines(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A short table for the end of the terminal output."""
+    by_case = {c.id: c for c in plan.cases}
+    width = max([len(r["case_id"]) for r in rows] + [7])
+    out = [f"{'case':<{width}}  {'n':>4} {'err':>4}  {'score':<24} {'ttft p50':>9} "
+           f"{'req/s':>7}"]
+    for r in rows:
+        first = by_case[r["case_id"]].task.metrics[0]
+        score = f"{first}={_fmt(r.get(first))}"
+        out.append(f"{r['case_id']:<{width}}  {r['n']:>4} {r['errors']:>4}  {score:<24} "
+                   f"{_fmt(r.get('ttft_p50_ms')):>9} {_fmt(r.get('requests_per_s')):>7}")
+    return out

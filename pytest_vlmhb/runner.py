@@ -1,0 +1,252 @@
+"""The per-process runtime: servers, per-case dispatch ahead of the items, records.
+
+pytest runs items one at a time, but a batching server wants many requests
+at once. So the first item of a case starts a dispatcher on a background
+event loop that sends all of the case's samples (bounded by ``concurrency``),
+and each item only waits for its own sample's future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+import urllib.request
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from . import registry
+from .backends.base import Backend
+from .cases import Plan
+from .client import Completion, stream_chat
+from .config import Case, Settings
+from .errors import SampleError, ServerError, VlmhbError
+from .images import image_data_url
+from .launchers.base import Launcher, RunningServer
+from .records import Record, make_record
+from .tasks.manifest import Sample
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+
+class LoopThread:
+    """One asyncio event loop in a daemon thread, for all dispatchers of a process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="vlmhb-loop",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+
+class ServerPool:
+    """At most one running server per process; switching stops the previous one."""
+
+    def __init__(self, settings: Settings, progress: Progress) -> None:
+        self.settings = settings
+        self.progress = progress
+        self._key: str | None = None
+        self._server: RunningServer | None = None
+        self._failed: dict[str, ServerError] = {}
+
+    def get(self, case: Case) -> RunningServer:
+        key = case.server_key
+        if key in self._failed:
+            raise self._failed[key]
+        if self._key == key and self._server is not None:
+            return self._server
+        self.stop()
+        backend: Backend = registry.load(registry.BACKENDS, case.backend)()
+        launcher: Launcher = registry.load(registry.LAUNCHERS, case.launcher)()
+        try:
+            self._server = launcher.start(backend, case.model, self.settings, self.progress)
+        except VlmhbError as exc:
+            error = ServerError(f"server {key} failed to start: {exc}")
+            self._failed[key] = error
+            raise error from None
+        self._key = key
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self.progress(f"stopping server {self._key}")
+            self._server.stop()
+        self._server, self._key = None, None
+
+
+def scrape_metrics(root_url: str, path: str | None) -> dict[str, float]:
+    """The server's Prometheus samples (name -> value; labels summed)."""
+    if path is None:
+        return {}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(root_url + path, timeout=10) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
+    return out
+
+
+@dataclass
+class CaseRun:
+    """Dispatch of one case's samples; items collect their results from it."""
+
+    case: Case
+    samples: Sequence[Sample]
+    server: RunningServer
+    backend: Backend
+    request_timeout: float
+    futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
+    done: concurrent.futures.Future[None] | None = None
+
+    def start(self, loop: LoopThread) -> None:
+        self.futures = {s.id: concurrent.futures.Future() for s in self.samples}
+        self.done = loop.submit(self._dispatch_all())
+
+    def body(self, sample: Sample) -> dict[str, Any]:
+        return {
+            "model": self.server.served_name,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image_data_url(sample.image)}},
+                {"type": "text", "text": sample.prompt},
+            ]}],
+            "max_tokens": self.case.max_tokens,
+            "temperature": self.case.temperature,
+            **self.backend.request_extras(),
+            **self.case.request_params,
+        }
+
+    async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
+                   sample: Sample) -> None:
+        future = self.futures[sample.id]
+        async with sem:
+            try:
+                body = await asyncio.to_thread(self.body, sample)
+                completion = await stream_chat(
+                    session, self.server.base_url + "/chat/completions", body,
+                    self.server.headers, self.request_timeout)
+            except VlmhbError as exc:
+                future.set_exception(exc)
+            except Exception as exc:  # an unexpected bug must not hang the item
+                future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
+            else:
+                future.set_result(completion)
+
+    async def _dispatch_all(self) -> None:
+        sem = asyncio.Semaphore(self.case.concurrency)
+        connector = aiohttp.TCPConnector(limit=0)
+        try:
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await asyncio.gather(*(self._one(session, sem, s) for s in self.samples))
+        finally:
+            for future in self.futures.values():
+                if not future.done():
+                    future.set_exception(ServerError("dispatcher stopped"))
+
+    def wait(self, sample_id: str) -> Completion:
+        return self.futures[sample_id].result()
+
+    def finish(self) -> dict[str, Any]:
+        """Wait for the dispatcher, then read the server's own figures."""
+        if self.done is not None:
+            self.done.result()
+        metrics = scrape_metrics(self.server.root_url, self.backend.metrics_path)
+        info: dict[str, Any] = {"server": self.server.provenance}
+        if self.backend.peak_memory_metric and self.backend.peak_memory_metric in metrics:
+            info["peak_memory_bytes"] = metrics[self.backend.peak_memory_metric]
+        return info
+
+
+class Runtime:
+    """Session state of one process (controller or xdist worker)."""
+
+    def __init__(self, settings: Settings, plan: Plan, progress: Progress,
+                 worker_id: str) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.progress = progress
+        self.pool = ServerPool(settings, progress)
+        self.loop: LoopThread | None = None
+        self.runs: dict[str, CaseRun] = {}
+        self.pending: dict[str, set[str]] = {}
+        self.records: dict[str, list[Record]] = {}
+        self.case_info: dict[str, dict[str, Any]] = {}
+        self.results_path = settings.output / "results" / f"samples-{worker_id}.jsonl"
+
+    def _case_run(self, case: Case, sample_ids: Sequence[str]) -> CaseRun:
+        run = self.runs.get(case.id)
+        if run is None:
+            server = self.pool.get(case)
+            backend: Backend = registry.load(registry.BACKENDS, case.backend)()
+            wanted = set(sample_ids)
+            samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
+            run = CaseRun(case, samples, server, backend, self.settings.request_timeout)
+            if self.loop is None:
+                self.loop = LoopThread()
+            run.start(self.loop)
+            self.runs[case.id] = run
+            self.pending[case.id] = set(wanted)
+        return run
+
+    def run_sample(self, case_id: str, sample_id: str,
+                   scheduled: Callable[[], Sequence[str]]
+                   ) -> tuple[Record, dict[str, Any] | None]:
+        """Answer, score and store one sample.
+
+        Returns its record (``error`` set when it could not be answered) and,
+        for the case's last sample in this process, the case info.
+        ``scheduled`` lists the case's sample ids this process will run; it
+        is called once, when the case starts.
+        """
+        case = self.plan.case(case_id)
+        sample = next(s for s in self.plan.samples[case_id] if s.id == sample_id)
+        completion: Completion | None = None
+        error: str | None = None
+        try:
+            run = self.runs.get(case_id) or self._case_run(case, scheduled())
+            completion = run.wait(sample_id)
+        except (SampleError, ServerError) as exc:
+            error = str(exc)
+        record = make_record(case, sample, completion, error)
+        self._store(record)
+        info = None
+        remaining = self.pending.get(case_id)
+        if remaining is not None:
+            remaining.discard(sample_id)
+            if not remaining:
+                info = self.runs[case_id].finish()
+                self.case_info[case_id] = info
+        return record, info
+
+    def _store(self, record: Record) -> None:
+        self.records.setdefault(record["case_id"], []).append(record)
+        self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.results_path.open("a", encoding="utf-8") as sink:
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self.pool.stop()
+        if self.loop is not None:
+            self.loop.close()
+
+
+def results_dir(output: Path) -> Path:
+    return output / "results"

@@ -1,0 +1,1 @@
+"""Task types, dataset manifests and the built-in synthetic documents."""
