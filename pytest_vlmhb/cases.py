@@ -78,7 +78,7 @@ def load_tasks(path: Path) -> dict[str, tuple[TaskSpec, TaskType]]:
     """tasks.csv -> {name: (TaskSpec, task type instance)}."""
     tasks: dict[str, tuple[TaskSpec, TaskType]] = {}
     for line, row, _ in _read_table(path, TaskRow, ("name", "type", "data")):
-        where = {"file": path, "line": line}
+        where: dict[str, Any] = {"file": path, "line": line}
         if row.name in tasks:
             raise ConfigError(f"duplicate task name {row.name!r}", column="name", **where)
         task_type: TaskType = registry.load(registry.TASKS, row.type, column="type", **where)()
@@ -152,7 +152,7 @@ def load_cases(settings: Settings) -> list[Case]:
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for index, (line, row, raw) in enumerate(rows):
-        where = {"file": path, "line": line}
+        where: dict[str, Any] = {"file": path, "line": line}
         if row.model not in models:
             raise ConfigError(f"unknown model {row.model!r}", column="model",
                               allowed=models, **where)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,7 +80,7 @@ def header_of(path: Path) -> list[str]:
     return [name.strip() for name in first]
 
 
-def validate_row(model: type[RowT], path: Path, line: int, row: dict[str, object]) -> RowT:
+def validate_row(model: type[RowT], path: Path, line: int, row: Mapping[str, object]) -> RowT:
     """Validate one row; a pydantic error becomes a ConfigError at file:line, column."""
     try:
         return model.model_validate(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Generator
 from typing import Any
@@ -43,6 +44,22 @@ def _progress(config: pytest.Config) -> Any:
     return say
 
 
+def _use_loadgroup(config: pytest.Config) -> None:
+    """Under ``-n N``, distribute by xdist_group so each server starts once."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    dist = config.getoption("dist", "no")
+    explicit = any(a == "--dist" or a.startswith(("--dist=", "-d")) for a in
+                   config.invocation_params.args)
+    if dist == "load" and not explicit:
+        config.option.dist = "loadgroup"
+    elif dist not in ("no", "loadgroup") and config.stash.get(PLAN, None) is not None:
+        raise pytest.UsageError(
+            f"vlmhb: --dist={dist} would split a server's samples across workers; "
+            "use --dist=loadgroup (the default with -n under vlmhb)")
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): vlmhb groups items by server")
     settings = settings_from(config)
@@ -55,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
     config.stash[PLAN] = plan
     config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
+    _use_loadgroup(config)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultsCollector(config), "vlmhb-results")
 
@@ -89,12 +107,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report = yield
     if call.when == "call":
         # Plain attributes of a report travel to the xdist controller with it.
-        for key, attr in ((RECORD, "vlmhb_record"), (CASE_INFO, "vlmhb_case"),
-                          (GATE, "vlmhb_gate")):
-            value = item.stash.get(key, None)
-            if value is not None:
-                setattr(report, attr, value.__dict__ if isinstance(value, GateResult)
-                        else value)
+        record = item.stash.get(RECORD, None)
+        if record is not None:
+            report.vlmhb_record = record  # type: ignore[attr-defined]
+        case_info = item.stash.get(CASE_INFO, None)
+        if case_info is not None:
+            report.vlmhb_case = case_info  # type: ignore[attr-defined]
+        gate = item.stash.get(GATE, None)
+        if gate is not None:
+            report.vlmhb_gate = dataclasses.asdict(gate)  # type: ignore[attr-defined]
     return report
 
 
@@ -137,6 +158,6 @@ class ResultsCollector:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    runtime = session.config.stash.get(RUNTIME, None)
+    runtime: Runtime | None = session.config.stash.get(RUNTIME, None)
     if runtime is not None:
         runtime.close()

@@ -95,7 +95,7 @@ def dataset_hash(plan: Plan, case: Case) -> str:
 
 def _fmt(value: Any) -> str:
     if value is None or value == "":
-        return "–"
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")

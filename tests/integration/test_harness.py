@@ -1,0 +1,244 @@
+"""End-to-end: the plugin driven by pytester against the real HF server (tiny model).
+
+Every run here is a real ``pytest`` subprocess with the plugin loaded from its
+entry point. They share one cache (tests/conftest.py), so the HF venv and the
+tiny model are built once per machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.stub_openai import StubScript, running_stub
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = (REPO / "benchmarks" / "test_vlmhb.py").read_text()
+MODELS = "name,source\ntiny,builtin:tiny-idefics3\n"
+TASKS = (
+    "name,type,data\n"
+    "vqa,docvqa,builtin:synthetic-docs\nchart,chartqa,builtin:synthetic-docs\n"
+    "ocr,ocr,builtin:synthetic-docs\nkie,kie,builtin:synthetic-docs\n"
+    "cls,doc_classification,builtin:synthetic-docs\n"
+)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def setup_suite(pytester: pytest.Pytester, config: str, models: str = MODELS,
+                tasks: str = TASKS) -> None:
+    pytester.makepyfile(test_vlmhb=SUITE)
+    (pytester.path / "user_config.csv").write_text(config)
+    (pytester.path / "models.csv").write_text(models)
+    (pytester.path / "tasks.csv").write_text(tasks)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("--vlmhb-config=user_config.csv",
+                                         "-p", "no:cacheprovider", *args, timeout=1200)
+
+
+@pytest.mark.server
+def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) -> None:
+    config = "model,task,backend,min_anls\ntiny,vqa,hf,0\n" + "".join(
+        f"tiny,{t},hf,\n" for t in ("chart", "ocr", "kie", "cls"))
+    setup_suite(pytester, config)
+    result = run(pytester, "--vlmhb-limit=3", "--junitxml=junit.xml", "-v")
+    result.assert_outcomes(passed=5 * 3 + 1)
+    result.stdout.fnmatch_lines(["*test_sample?tiny:vqa:hf/*PASSED*",
+                                 "*test_gate?tiny:vqa:hf/min_anls*PASSED*",
+                                 "*vlmhb summary*", "tiny:vqa:hf *3 *0 *anls=*"])
+    out = pytester.path / "vlmhb-results"
+    answers = read_csv(out / "answers.csv")
+    assert len(answers) == 15
+    assert [a["case_id"] for a in answers[:3]] == ["tiny:vqa:hf"] * 3
+    assert {a["task"] for a in answers} == {"vqa", "chart", "ocr", "kie", "cls"}
+    for row in answers:
+        assert row["error"] == "" and row["finish_reason"] in ("stop", "length")
+        assert float(row["ttft_ms"]) > 0 and float(row["e2e_ms"]) >= float(row["ttft_ms"])
+        assert int(row["completion_tokens"]) >= 1 and int(row["prompt_tokens"]) > 10
+    vqa = [a for a in answers if a["task"] == "vqa"]
+    assert all(0.0 <= float(a["anls"]) <= 1.0 for a in vqa)
+    assert all(json.loads(a["reference"])["answers"] for a in vqa)
+    ocr = [a for a in answers if a["task"] == "ocr"]
+    assert all(float(a["cer"]) >= 0 for a in ocr)
+    metrics = read_csv(out / "metrics.csv")
+    assert [m["case_id"] for m in metrics] == [f"tiny:{t}:hf" for t in
+                                              ("vqa", "chart", "ocr", "kie", "cls")]
+    for m in metrics:
+        assert m["n"] == "3" and m["errors"] == "0"
+        assert float(m["ttft_p50_ms"]) <= float(m["ttft_p99_ms"])
+        assert float(m["requests_per_s"]) > 0 and float(m["peak_memory_mb"]) > 10
+    assert metrics[3]["f1"] != "" and metrics[4]["accuracy"] != ""
+    report = (out / "report.md").read_text()
+    for case in ("tiny:vqa:hf", "tiny:chart:hf", "tiny:ocr:hf", "tiny:kie:hf", "tiny:cls:hf"):
+        assert report.count(f"| {case} |") == 2  # its task table and provenance
+    assert "## Gates" in report and "transformers" in report
+    cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+    samples = [c for c in cases if c.get("name", "").startswith("test_sample")]
+    assert len(samples) == 15
+    for case_el in samples:
+        props = {p.get("name"): p.get("value") for p in case_el.iter("property")}
+        assert float(props["ttft_ms"]) > 0
+        assert "answer" in props and ({"anls", "relaxed_accuracy", "cer", "f1", "accuracy"}
+                                      & set(props))
+    assert (out / "logs" / "tiny@hf@local.log").stat().st_size > 0
+    assert len((out / "results" / "samples-main.jsonl").read_text().splitlines()) == 15
+
+
+@pytest.mark.server
+def test_gate_fails_when_threshold_missed(pytester: pytest.Pytester) -> None:
+    setup_suite(pytester, "model,task,backend,min_anls,max_errors\ntiny,vqa,hf,1.01,0\n")
+    result = run(pytester, "--vlmhb-limit=2")
+    assert result.ret == 1
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*FAILED*test_gate?tiny:vqa:hf/min_anls*anls * < min_anls 1.01*"])
+    report = (pytester.path / "vlmhb-results" / "report.md").read_text()
+    assert "| tiny:vqa:hf | min_anls | FAIL |" in report
+    assert "| tiny:vqa:hf | max_errors | pass |" in report
+
+
+@pytest.mark.server
+def test_streaming_is_real_and_missing_image_fails_only_its_item(
+        pytester: pytest.Pytester) -> None:
+    data = pytester.path / "data"
+    data.mkdir()
+    synth = sorted((REPO / ".vlmhb-cache").glob("data/synthetic-docs-*/images/*.png"))
+    image = synth[0] if synth else None
+    if image is None:  # generate the synthetic set through the plugin's own code
+        from pytest_vlmhb.tasks.sources import synthetic_docs_dir
+        image = sorted((synthetic_docs_dir(Path(os.environ["VLMHB_CACHE"])) / "images")
+                       .glob("*.png"))[0]
+    (data / "page.png").write_bytes(image.read_bytes())
+    lines = [{"id": f"s{i}", "image": "page.png", "question": "What is it?", "answers": ["x"]}
+             for i in range(3)]
+    lines.insert(1, {"id": "gone", "image": "missing.png", "question": "?", "answers": ["x"]})
+    (data / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    setup_suite(pytester,
+                'model,task,backend,max_tokens,request_params\n'
+                'tiny,long,hf,64,"{""ignore_eos"": true}"\n',
+                tasks="name,type,data\nlong,docvqa,data/m.jsonl\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*test_sample?tiny:long:hf/gone*image not found*missing.png*"])
+    rows = {r["sample_id"]: r for r in
+            read_csv(pytester.path / "vlmhb-results" / "answers.csv")}
+    assert "image not found" in rows["gone"]["error"] and rows["gone"]["anls"] == "0.0"
+    for sid in ("s0", "s1", "s2"):
+        row = rows[sid]
+        assert int(row["completion_tokens"]) == 64
+        # A server that generated everything first and then split it would have
+        # TTFT close to E2E; one that streams has TTFT a small part of it.
+        assert float(row["ttft_ms"]) < 0.5 * float(row["e2e_ms"]), row
+        assert float(row["tpot_ms"]) > 0
+    metrics = read_csv(pytester.path / "vlmhb-results" / "metrics.csv")[0]
+    assert metrics["n"] == "4" and metrics["errors"] == "1"
+
+
+def test_unknown_backend_is_a_usage_error_before_any_server(pytester: pytest.Pytester) -> None:
+    setup_suite(pytester, "model,task,backend\ntiny,vqa,hf\ntiny,vqa,nope\n")
+    result = run(pytester)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*user_config.csv:3: column 'backend': unknown backend 'nope'"
+                                 "*allowed: hf, openai, sglang, vllm*"])
+    assert not (pytester.path / "vlmhb-results").exists()
+
+
+def _reference_anls(pred: str, answers: list[str]) -> float:
+    """An independent ANLS: plain dynamic-programming Levenshtein, no rapidfuzz."""
+    def lev(a: str, b: str) -> int:
+        row = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            prev, row[0] = row[0], i
+            for j, cb in enumerate(b, 1):
+                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+        return row[-1]
+    best = 0.0
+    for ans in answers:
+        a = " ".join(ans.strip().lower().split())
+        p = " ".join(pred.strip().lower().split())
+        length = max(len(ans.upper()), len(pred.upper()))
+        score = 1.0 - (lev(a, p) / length if length else 0.0)
+        best = max(best, score)
+    return best if best >= 0.5 else 0.0
+
+
+def test_external_endpoint_scored_with_correct_anls(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    data = pytester.path / "data"
+    data.mkdir()
+    from PIL import Image
+    Image.new("L", (40, 30), 255).save(data / "p.png")
+    qa = [("What is the total?", ["$12.50", "12.50"], "12.5"),
+          ("Who signed?", ["Ann Lee"], "ann  lee"),
+          ("Invoice number?", ["INV-0042"], "INV 0042"),
+          ("Date?", ["2024-01-02"], "yesterday"),
+          ("Street?", ["Straße 5"], "STRASSE 5")]
+    (data / "m.jsonl").write_text("".join(
+        json.dumps({"id": f"q{i}", "image": "p.png", "question": q, "answers": a}) + "\n"
+        for i, (q, a, _) in enumerate(qa)))
+    suffix = "\nAnswer the question using a single word or phrase."
+    script = StubScript(answers={q + suffix: pred for q, _, pred in qa})
+    with running_stub(script) as url:
+        setup_suite(pytester, "model,task,backend,concurrency\nremote,vqa,openai,3\n",
+                    models=f"name,source,endpoint,api_key_env\nremote,some/model,{url},STUB_KEY\n",
+                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        monkeypatch.setenv("STUB_KEY", "sk-secret-value-123")
+        result = run(pytester, "--junitxml=junit.xml")
+    result.assert_outcomes(passed=5)
+    rows = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
+    for row, (_, answers, pred) in zip(rows, qa, strict=True):
+        assert row["answer"] == pred
+        assert float(row["anls"]) == pytest.approx(_reference_anls(pred, answers), abs=1e-9)
+    assert {h.get("Authorization") for h in script.headers} == {"Bearer sk-secret-value-123"}
+    for produced in (pytester.path / "vlmhb-results").rglob("*"):
+        if produced.is_file():
+            assert "sk-secret-value-123" not in produced.read_text(errors="replace"), produced
+    assert "sk-secret-value-123" not in (pytester.path / "junit.xml").read_text()
+    assert "sk-secret-value-123" not in result.stdout.str() + result.stderr.str()
+
+
+def test_third_party_task_type_and_metric_via_entry_points(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = pytester.mkdir("site")
+    (site / "vlmhb_extra.py").write_text(
+        "from pytest_vlmhb.metrics.base import MeanMetric\n"
+        "from pytest_vlmhb.tasks.base import TaskType\n"
+        "class Shout(MeanMetric):\n"
+        "    name = 'shout'\n"
+        "    def score(self, prediction, reference):\n"
+        "        return float(prediction == prediction.upper() == reference['word'])\n"
+        "class Echo(TaskType):\n"
+        "    name = 'echo'\n"
+        "    reference_fields = ('word',)\n"
+        "    default_metrics = ('shout',)\n"
+        "    default_prompt = 'Say {word} loudly.'\n")
+    dist = site / "vlmhb_extra-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vlmhb-extra\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[vlmhb.tasks]\necho = vlmhb_extra:Echo\n\n[vlmhb.metrics]\nshout = vlmhb_extra:Shout\n")
+    data = pytester.mkdir("data")
+    from PIL import Image
+    Image.new("RGB", (20, 20)).save(data / "p.png")
+    (data / "m.jsonl").write_text("".join(
+        json.dumps({"id": i, "image": "p.png", "word": w}) + "\n" for i, w in (("a", "HI"),
+                                                                              ("b", "YO"))))
+    script = StubScript(answers={"Say HI loudly.": "HI", "Say YO loudly.": "yo"})
+    with running_stub(script) as url:
+        setup_suite(pytester, "model,task,backend,min_shout\nremote,e,openai,0.5\n",
+                    models=f"name,source,endpoint\nremote,x,{url}\n",
+                    tasks="name,type,data\ne,echo,data/m.jsonl\n")
+        monkeypatch.setenv("PYTHONPATH", str(site), prepend=os.pathsep)
+        result = run(pytester)
+    result.assert_outcomes(passed=3)
+    metrics = read_csv(pytester.path / "vlmhb-results" / "metrics.csv")[0]
+    assert float(metrics["shout"]) == 0.5

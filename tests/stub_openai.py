@@ -1,0 +1,114 @@
+"""A scripted OpenAI-compatible chat server for client and external-launcher tests.
+
+It answers from a prompt -> answer table, streams the answer in small chunks
+with a fixed delay between them, and counts what it received. It exists to
+test the client's timing and error handling; every feature is also exercised
+against the real HF server elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class StubScript:
+    answers: dict[str, str] = field(default_factory=dict)  # prompt text -> answer
+    default_answer: str = "stub"
+    chunk_chars: int = 2
+    first_delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    status: int = 200
+    send_usage: bool = True
+    required_key: str | None = None
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    content = body["messages"][-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def make_app(script: StubScript) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        script.received.append(body)
+        script.headers.append(dict(request.headers))
+        if script.required_key and request.headers.get("Authorization") != (
+                f"Bearer {script.required_key}"):
+            return web.json_response({"error": {"message": "bad key"}}, status=401)
+        if script.status != 200:
+            return web.json_response({"error": {"message": "scripted failure"}},
+                                     status=script.status)
+        answer = script.answers.get(_prompt(body), script.default_answer)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+
+        async def send(payload: dict[str, Any]) -> None:
+            await resp.write(f"data: {json.dumps(payload)}\n\n".encode())
+
+        await send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+        await asyncio.sleep(script.first_delay_s)
+        pieces = [answer[i:i + script.chunk_chars]
+                  for i in range(0, len(answer), script.chunk_chars)]
+        for n, piece in enumerate(pieces):
+            if n:
+                await asyncio.sleep(script.chunk_delay_s)
+            await send({"choices": [{"index": 0, "delta": {"content": piece}}]})
+        await send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if script.send_usage:
+            await send({"choices": [], "usage": {"prompt_tokens": 7,
+                                                 "completion_tokens": len(pieces),
+                                                 "total_tokens": 7 + len(pieces)}})
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "stub"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+@contextmanager
+def running_stub(script: StubScript) -> Iterator[str]:
+    """Serve the stub on 127.0.0.1 in a background thread; yields its /v1 URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(make_app(script))
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        holder["runner"] = runner
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{holder['port']}/v1"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
