@@ -1,10 +1,11 @@
 """Smoke test of the real HF server against the built-in tiny model.
 
-Not collected by pytest (no ``test_`` prefix): the lead turns these checks into
-tests. Runs in the main environment (stdlib + pillow); everything with torch
+Not collected by pytest itself (no ``test_`` prefix):
+tests/integration/test_hf_server.py runs each check against the server the
+plugin's local launcher starts. Also runs standalone. Runs in the main environment (stdlib + pillow); everything with torch
 runs in the backend venv given on the command line::
 
-    python tests/server_smoke.py /tmp/hfvenv/bin/python
+    python tests/hf_server_checks.py /path/to/backend-venv/bin/python
 
 Builds the tiny model into a temp dir, starts ``python -m pytest_vlmhb.server``,
 waits for /health, runs the checks and prints the timings.
@@ -249,8 +250,14 @@ print(json.dumps(out[0, inputs["input_ids"].shape[1]:].tolist()))
 
 def reference_ids(python: str, model_dir: Path, png: bytes, max_new_tokens: int) -> list[int]:
     """Greedy ids from plain transformers ``generate()`` in the backend venv."""
-    image_path = model_dir.parent / "image.png"
-    image_path.write_bytes(png)
+    with tempfile.TemporaryDirectory() as tmp:
+        image_path = Path(tmp) / "image.png"
+        image_path.write_bytes(png)
+        return _generate_ids(python, model_dir, image_path, max_new_tokens)
+
+
+def _generate_ids(python: str, model_dir: Path, image_path: Path, max_new_tokens: int
+                  ) -> list[int]:
     out = subprocess.run(
         [python, "-c", _GENERATE, str(model_dir), str(image_path), PROMPT, str(max_new_tokens)],
         env=backend_env(),
