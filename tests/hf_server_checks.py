@@ -2,8 +2,9 @@
 
 Not collected by pytest itself (no ``test_`` prefix):
 tests/integration/test_hf_server.py runs each check against the server the
-plugin's local launcher starts. Also runs standalone. Runs in the main environment (stdlib + pillow); everything with torch
-runs in the backend venv given on the command line::
+plugin's local launcher starts. Also runs standalone, in the main
+environment (stdlib + pillow); everything with torch runs in the backend venv
+given on the command line::
 
     python tests/hf_server_checks.py /path/to/backend-venv/bin/python
 
