@@ -1,0 +1,1 @@
+"""Built-in metrics; each module registers under the ``vlmhb.metrics`` entry points."""
