@@ -9,13 +9,16 @@ from typing import Any, ClassVar
 class TaskType:
     """A kind of document task; subclasses register under ``vlmhb.tasks``.
 
-    A manifest line holds ``id``, ``image`` and the type's
-    :attr:`reference_fields`; the prompt is :attr:`default_prompt` (or the
+    A manifest line holds ``id``, ``image``, the type's :attr:`input_fields`
+    and :attr:`reference_fields`; the prompt is :attr:`default_prompt` (or the
     task row's ``prompt``) formatted with the line's fields plus
     :meth:`prompt_variables`.
     """
 
     name: ClassVar[str]
+    #: Manifest fields the prompt needs (besides ``id`` and ``image``).
+    input_fields: ClassVar[tuple[str, ...]] = ()
+    #: Manifest fields holding the ground truth the metrics see.
     reference_fields: ClassVar[tuple[str, ...]]
     default_metrics: ClassVar[tuple[str, ...]]
     default_prompt: ClassVar[str]

@@ -31,7 +31,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
         raise ConfigError("manifest not found", file=path) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"manifest is not UTF-8 ({exc.reason})", file=path) from None
-    required = ("id", "image", *task.reference_fields)
+    required = ("id", "image", *task.input_fields, *task.reference_fields)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -46,9 +46,8 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
         for name in required:
             if name not in record:
                 raise ConfigError(
-                    f"missing field {name!r} for task type {task.name!r}",
-                    file=path, line=line_no, allowed=required,
-                )
+                    f"missing field {name!r}; task type {task.name!r} needs the fields "
+                    f"{', '.join(required)}", file=path, line=line_no)
         sample_id = str(record["id"])
         if sample_id in seen:
             raise ConfigError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from ..errors import ConfigError
+from .synthetic import SYNTHETIC_VERSION, generate_synthetic_docs
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic-docs",)
@@ -28,11 +29,9 @@ def resolve_manifest(data: str, task_type: str, base_dir: Path, cache: Path) -> 
 
 def synthetic_docs_dir(cache: Path, n_per_type: int = 12) -> Path:
     """Generate the built-in synthetic documents once into the cache."""
-    from . import synthetic
-
-    out = cache / "data" / f"synthetic-docs-{synthetic.SYNTHETIC_VERSION}-n{n_per_type}"
+    out = cache / "data" / f"synthetic-docs-{SYNTHETIC_VERSION}-n{n_per_type}"
     if not (out / ".complete").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out) + ".lock"):
-            synthetic.generate_synthetic_docs(out, n_per_type=n_per_type)
+            generate_synthetic_docs(out, n_per_type=n_per_type)
     return out

@@ -12,6 +12,7 @@ class DocVQA(TaskType):
     """Document visual question answering, scored with ANLS."""
 
     name = "docvqa"
+    input_fields = ("question",)
     reference_fields = ("answers",)
     default_metrics = ("anls", "exact_match")
     default_prompt = "{question}\nAnswer the question using a single word or phrase."
@@ -22,6 +23,7 @@ class ChartQA(TaskType):
     """Questions about charts, scored with relaxed accuracy."""
 
     name = "chartqa"
+    input_fields = ("question",)
     reference_fields = ("answers",)
     default_metrics = ("relaxed_accuracy",)
     default_prompt = "{question}\nAnswer the question with a single word."
