@@ -99,7 +99,9 @@ def load_tasks(path: Path) -> dict[str, tuple[TaskSpec, TaskType]]:
 
 
 def _is_threshold(column: str) -> bool:
-    return column.startswith(THRESHOLD_PREFIXES) and len(column) > 4
+    """``min_<col>``/``max_<col>``, except real columns such as ``max_tokens``."""
+    return (column.startswith(THRESHOLD_PREFIXES) and len(column) > 4
+            and column not in CaseRow.model_fields)
 
 
 def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line: int

@@ -61,6 +61,16 @@ def _param(item: pytest.Item) -> SampleParam | GateParam | None:
     return value if isinstance(value, (SampleParam, GateParam)) else None
 
 
+def split_unparametrized(items: Sequence[pytest.Item]
+                         ) -> tuple[list[pytest.Item], list[pytest.Item]]:
+    """(items to keep, vlmhb tests that got an empty parameter set)."""
+    kept, unused = [], []
+    for item in items:
+        uses = {SAMPLE_FIXTURE, GATE_FIXTURE} & set(getattr(item, "fixturenames", ()))
+        (unused if uses and _param(item) is None else kept).append(item)
+    return kept, unused
+
+
 def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
     """Group vlmhb items by server, then case, samples before gates.
 

@@ -35,12 +35,19 @@ def _worker_id(config: pytest.Config) -> str:
 
 
 def _progress(config: pytest.Config) -> Any:
+    """A line printer that shows through pytest's output capture (like live logs)."""
     def say(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and not hasattr(config, "workerinput"):
-            reporter.write_line(f"[vlmhb] {message}")
-        else:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or hasattr(config, "workerinput"):
             print(f"[vlmhb {_worker_id(config)}] {message}", file=sys.__stderr__, flush=True)
+            return
+        if capture is None:
+            reporter.write_line(f"[vlmhb] {message}")
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(f"[vlmhb] {message}")
     return say
 
 
@@ -84,7 +91,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     plan = config.stash.get(PLAN, None)
     if plan is not None:
-        items[:] = collect.ordered(items, plan)
+        kept, unused = collect.split_unparametrized(items)
+        if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
+            config.hook.pytest_deselected(items=unused)
+        items[:] = collect.ordered(kept, plan)
 
 
 @pytest.fixture

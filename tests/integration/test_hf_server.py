@@ -78,7 +78,8 @@ def test_concurrent_requests_all_complete(hf: tuple[checks.Server, str, Path],
     checks.check_concurrent(hf[0], png)
 
 
-def test_metrics_report_peak_memory(hf: tuple[checks.Server, str, Path]) -> None:
+def test_metrics_report_peak_memory(hf: tuple[checks.Server, str, Path], png: bytes) -> None:
+    checks.check_usage_and_timing(hf[0], png)  # at least 64 generated tokens to count
     metrics = checks.check_metrics(hf[0])
     assert metrics["vlmhb_peak_memory_bytes"] > 50 * 2**20
     assert metrics["vlmhb_requests_total"] >= 1

@@ -55,6 +55,14 @@ def test_endpoint_means_external_launcher(tmp_path: Path) -> None:
     assert plan.cases[0].launcher == "external"
 
 
+def test_max_tokens_is_a_setting_not_a_threshold(tmp_path: Path) -> None:
+    plan = load_plan(write_suite(tmp_path, config="model,task,backend,max_tokens,max_anls\n"
+                                                  "m1,vqa,hf,7,1\n"))
+    (case,) = plan.cases
+    assert case.max_tokens == 7
+    assert [t.name for t in case.thresholds] == ["max_anls"]
+
+
 def test_limit_takes_the_smaller(tmp_path: Path) -> None:
     settings = write_suite(tmp_path, config="model,task,backend,limit\nm1,vqa,hf,5\n")
     plan = load_plan(settings.model_copy(update={"limit": 1}))
