@@ -64,7 +64,8 @@ def _param(item: pytest.Item) -> SampleParam | GateParam | None:
 def split_unparametrized(items: Sequence[pytest.Item]
                          ) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """(items to keep, vlmhb tests that got an empty parameter set)."""
-    kept, unused = [], []
+    kept: list[pytest.Item] = []
+    unused: list[pytest.Item] = []
     for item in items:
         uses = {SAMPLE_FIXTURE, GATE_FIXTURE} & set(getattr(item, "fixturenames", ()))
         (unused if uses and _param(item) is None else kept).append(item)

@@ -125,8 +125,10 @@ def test_streaming_is_real_and_missing_image_fails_only_its_item(
     lines.insert(1, {"id": "gone", "image": "missing.png", "question": "?", "answers": ["x"]})
     (data / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     setup_suite(pytester,
-                'model,task,backend,max_tokens,request_params\n'
-                'tiny,long,hf,64,"{""ignore_eos"": true}"\n',
+                # concurrency 1: the HF server generates one request at a time, so
+                # queued requests would count their wait as TTFT
+                'model,task,backend,max_tokens,concurrency,request_params\n'
+                'tiny,long,hf,64,1,"{""ignore_eos"": true}"\n',
                 tasks="name,type,data\nlong,docvqa,data/m.jsonl\n")
     result = run(pytester)
     result.assert_outcomes(passed=3, failed=1)
