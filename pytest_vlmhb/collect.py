@@ -99,6 +99,12 @@ def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
     return out
 
 
+def server_key_of(item: pytest.Item | None, plan: Plan) -> str | None:
+    """The server a vlmhb item needs (None for other items or no item)."""
+    param = _param(item) if item is not None else None
+    return plan.case(param.case_id).server_key if param is not None else None
+
+
 def scheduled_samples(item: pytest.Item, case_id: str) -> list[str]:
     """Sample ids of ``case_id`` among the session's items, in run order."""
     out = []

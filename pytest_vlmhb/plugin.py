@@ -97,6 +97,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = collect.ordered(kept, plan)
 
 
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop a server as soon as the next item does not need it."""
+    runtime = item.config.stash.get(RUNTIME, None)
+    if runtime is None:
+        return
+    current = collect.server_key_of(item, runtime.plan)
+    if current is not None and collect.server_key_of(nextitem, runtime.plan) != current:
+        runtime.pool.stop()
+
+
 @pytest.fixture
 def vlmhb_sample(request: pytest.FixtureRequest) -> collect.SampleCheck:
     """One sample of one case; ``.check()`` answers, scores and records it."""

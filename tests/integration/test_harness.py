@@ -247,3 +247,21 @@ def test_third_party_task_type_and_metric_via_entry_points(
     result.assert_outcomes(passed=3)
     metrics = read_csv(pytester.path / "vlmhb-results" / "metrics.csv")[0]
     assert float(metrics["shout"]) == 0.5
+
+
+@pytest.mark.server
+def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytester) -> None:
+    # Rows interleave the two models; items are grouped so each server starts once.
+    setup_suite(pytester, "model,task,backend\na,vqa,hf\nb,vqa,hf\na,cls,hf\n",
+                models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n")
+    result = run(pytester, "--vlmhb-limit=1", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*starting hf server for a on*", "*test_sample?a:vqa:hf/*PASSED*",
+        "*test_sample?a:cls:hf/*PASSED*", "*stopping server a@hf@local*",
+        "*starting hf server for b on*", "*test_sample?b:vqa:hf/*PASSED*",
+        "*stopping server b@hf@local*",
+    ])
+    assert result.stdout.str().count("starting hf server") == 2
+    answers = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
+    assert [a["case_id"] for a in answers] == ["a:vqa:hf", "b:vqa:hf", "a:cls:hf"]

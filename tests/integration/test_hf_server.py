@@ -83,3 +83,18 @@ def test_metrics_report_peak_memory(hf: tuple[checks.Server, str, Path], png: by
     metrics = checks.check_metrics(hf[0])
     assert metrics["vlmhb_peak_memory_bytes"] > 50 * 2**20
     assert metrics["vlmhb_requests_total"] >= 1
+
+
+def test_tiny_model_builds_byte_identical(hf: tuple[checks.Server, str, Path],
+                                          tmp_path: Path) -> None:
+    """Every build of builtin:tiny-idefics3 gives the same bytes as the cached one."""
+    _, python, cached = hf
+    fresh = tmp_path / "tiny"
+    checks.build_model(python, fresh)
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert files(fresh) == files(cached)
+    assert (fresh / "model.safetensors").stat().st_size > 1_000_000
