@@ -15,6 +15,12 @@ CASE_PERF_COLUMNS = (
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "tpot_mean_ms",
     "requests_per_s", "output_tokens_per_s", "peak_memory_mb",
 )
+# The server's own view of the case, from its /metrics (empty where the
+# backend exposes no such figure): a cross-check of the client's numbers.
+CASE_SERVER_COLUMNS = (
+    "client_completion_tokens", "server_generation_tokens", "server_ttft_mean_ms",
+    "server_max_running",
+)
 
 
 def answer_columns(metric_names: Iterable[str]) -> list[str]:
@@ -25,9 +31,10 @@ def answer_columns(metric_names: Iterable[str]) -> list[str]:
 
 def case_columns(metric_names: Iterable[str]) -> list[str]:
     """metrics.csv columns for the given metrics."""
-    return [*CASE_ID_COLUMNS, *CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS]
+    return [*CASE_ID_COLUMNS, *CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS,
+            *CASE_SERVER_COLUMNS]
 
 
 def gateable_columns(metric_names: Iterable[str]) -> list[str]:
     """Columns a ``min_``/``max_`` threshold may name for a case."""
-    return [*CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS]
+    return [*CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS, *CASE_SERVER_COLUMNS]

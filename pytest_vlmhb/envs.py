@@ -15,9 +15,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import requires
 from pathlib import Path
 
 from filelock import FileLock
+from packaging.requirements import Requirement
 
 from .errors import ServerError
 
@@ -26,11 +28,25 @@ _MARKER = ".vlmhb-complete"
 _PLUGIN_ROOT = Path(__file__).resolve().parent
 
 
-def env_key(name: str, requirements: Sequence[str]) -> str:
+def env_key(name: str, requirements: Sequence[str], uninstall: Sequence[str] = ()) -> str:
     """Cache key: the backend name, the Python version and the sorted spec."""
-    spec = {"python": sys.version_info[:2], "requirements": sorted(requirements)}
+    spec: dict[str, object] = {"python": sys.version_info[:2],
+                               "requirements": sorted(requirements)}
+    if uninstall:
+        spec["uninstall"] = sorted(uninstall)
     digest = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
     return f"{name}-py{sys.version_info[0]}{sys.version_info[1]}-{digest}"
+
+
+def plugin_extra_requirements(extra: str) -> list[str]:
+    """The requirements of one of this package's extras, as installed."""
+    out = []
+    for spec in requires("pytest-vlmhb") or []:
+        req = Requirement(spec)
+        if req.marker is not None and req.marker.evaluate({"extra": extra}):
+            req.marker = None
+            out.append(str(req))
+    return out
 
 
 def venv_python(env_dir: Path) -> Path:
@@ -73,9 +89,14 @@ def _link_plugin(env_dir: Path) -> None:
     Path(purelib, "vlmhb-plugin.pth").write_text(f"{link_dir}\n")
 
 
-def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Progress) -> Path:
-    """The venv's directory, creating it (once, under a lock) if needed."""
-    env_dir = cache / "envs" / env_key(name, requirements)
+def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Progress,
+               uninstall: Sequence[str] = ()) -> Path:
+    """The venv's directory, creating it (once, under a lock) if needed.
+
+    ``uninstall`` names packages removed after the install (e.g. PyPI's CUDA
+    torchvision, which cannot import beside a CPU torch).
+    """
+    env_dir = cache / "envs" / env_key(name, requirements, uninstall)
     if (env_dir / _MARKER).exists():
         _link_plugin(env_dir)
         return env_dir
@@ -96,6 +117,9 @@ def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Pr
                        "pip"], log, progress, f"{name} venv")
         _run_streamed([python, "-m", "pip", "install", "--progress-bar", "off",
                        *requirements], log, progress, f"{name} venv")
+        if uninstall:
+            _run_streamed([python, "-m", "pip", "uninstall", "-y", *uninstall], log, progress,
+                          f"{name} venv")
         _link_plugin(env_dir)
         (env_dir / _MARKER).write_text(json.dumps(sorted(requirements)) + "\n")
         progress(f"{name} venv ready")

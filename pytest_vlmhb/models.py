@@ -9,12 +9,16 @@ from pathlib import Path
 from filelock import FileLock
 
 from .config import ModelSpec
-from .envs import Progress, clean_env
+from .envs import Progress, clean_env, ensure_env, plugin_extra_requirements, venv_python
 from .errors import ConfigError, ServerError
 
 BUILTIN_PREFIX = "builtin:"
-# name -> module run inside the backend venv as ``python -m MODULE OUT_DIR``
+# name -> module run as ``python -m MODULE OUT_DIR`` inside the builder venv
 BUILTIN_MODELS = {"tiny-idefics3": "pytest_vlmhb.tinymodel"}
+# Built-in models are always built with the HF server's own venv (same spec,
+# so the same cached venv), whichever backend serves them: one builder, one
+# set of library versions, byte-identical files.
+BUILDER_ENV = ("hf", "server")
 
 
 def _builder_hash(module: str) -> str:
@@ -27,7 +31,7 @@ def builtin_model_dir(cache: Path, name: str) -> Path:
     return cache / "models" / f"{name}-{_builder_hash(BUILTIN_MODELS[name])}"
 
 
-def resolve_model(spec: ModelSpec, python: Path | None, cache: Path, progress: Progress) -> str:
+def resolve_model(spec: ModelSpec, cache: Path, progress: Progress) -> str:
     """What to pass to the server's ``--model``: a directory or a hub id."""
     source = spec.source
     if source.startswith(BUILTIN_PREFIX):
@@ -35,9 +39,7 @@ def resolve_model(spec: ModelSpec, python: Path | None, cache: Path, progress: P
         if name not in BUILTIN_MODELS:
             raise ConfigError(f"unknown built-in model {source!r}",
                               allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS])
-        if python is None:
-            raise ServerError(f"{source} must be built inside a backend venv")
-        return str(_build_builtin(name, python, cache, progress))
+        return str(_build_builtin(name, cache, progress))
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = spec.base_dir / path
@@ -48,10 +50,12 @@ def resolve_model(spec: ModelSpec, python: Path | None, cache: Path, progress: P
     return source  # a hub id, resolved by the server
 
 
-def _build_builtin(name: str, python: Path, cache: Path, progress: Progress) -> Path:
+def _build_builtin(name: str, cache: Path, progress: Progress) -> Path:
     out = builtin_model_dir(cache, name)
     if (out / ".complete").exists():
         return out
+    env_name, extra = BUILDER_ENV
+    python = venv_python(ensure_env(cache, env_name, plugin_extra_requirements(extra), progress))
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not (out / ".complete").exists():

@@ -92,9 +92,23 @@ def summarize_case(case: Case, records: Sequence[Record],
     tokens = sum(r["completion_tokens"] or 0 for r in ok)
     row["requests_per_s"] = _round(len(ok) / span, 3) if span > 0 else None
     row["output_tokens_per_s"] = _round(tokens / span, 3) if span > 0 else None
-    peak = (case_info or {}).get("peak_memory_bytes")
+    info = case_info or {}
+    peak = info.get("peak_memory_bytes")
     row["peak_memory_mb"] = _round(peak / 2**20, 1) if peak else None
+    row["client_completion_tokens"] = tokens
+    row["server_generation_tokens"] = info.get("server_generation_tokens")
+    row["server_ttft_mean_ms"] = _round(info.get("server_ttft_mean_ms"), 3)
+    row["server_max_running"] = info.get("server_max_running")
     return row
+
+
+def token_mismatch(row: Mapping[str, Any]) -> str | None:
+    """Why the client's and the server's token counts disagree, if they do."""
+    server = row.get("server_generation_tokens")
+    if server is None or server == row["client_completion_tokens"]:
+        return None
+    return (f"client counted {row['client_completion_tokens']} completion tokens, "
+            f"the server generated {server:g}")
 
 
 def gate_failure(row: Mapping[str, Any], column: str, bound: str, limit: float) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case
-from .records import Record, summarize_case
+from .records import Record, summarize_case, token_mismatch
 
 
 @dataclass
@@ -93,6 +93,43 @@ def dataset_hash(plan: Plan, case: Case) -> str:
     return digest.hexdigest()[:16]
 
 
+def _share(pairs: Sequence[tuple[Any, Any]]) -> float | None:
+    return sum(a == b for a, b in pairs) / len(pairs) if pairs else None
+
+
+def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+    """For each model x task served by several backends: share of identical answers.
+
+    Compares every pair of cases sample by sample, on the samples both
+    answered; token ids only where both servers returned them.
+    """
+    groups: dict[tuple[str, str], list[Case]] = {}
+    for case in plan.cases:
+        groups.setdefault((case.model.name, case.task.name), []).append(case)
+    rows = []
+    for (model, task), cases in groups.items():
+        for i, first in enumerate(cases):
+            for second in cases[i + 1:]:
+                if first.backend == second.backend:
+                    continue
+                a = {r["sample_id"]: r for r in results.records.get(first.id, [])
+                     if not r["error"]}
+                b = {r["sample_id"]: r for r in results.records.get(second.id, [])
+                     if not r["error"]}
+                common = [sid for sid in a if sid in b]
+                with_ids = [sid for sid in common
+                            if a[sid]["token_ids"] is not None and b[sid]["token_ids"] is not None]
+                rows.append({
+                    "model": model, "task": task,
+                    "backends": f"{first.backend} ({first.id}) vs {second.backend} ({second.id})",
+                    "samples": len(common),
+                    "text_agreement": _share([(a[s]["answer"], b[s]["answer"]) for s in common]),
+                    "token_id_agreement": _share([(a[s]["token_ids"], b[s]["token_ids"])
+                                                  for s in with_ids]),
+                })
+    return rows
+
+
 def _fmt(value: Any) -> str:
     if value is None or value == "":
         return "-"
@@ -125,6 +162,23 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += [f"## {task_type}", ""]
         lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
                          *metrics, *_PERF], task_rows)
+        lines.append("")
+    agreement = agreement_rows(plan, results)
+    if agreement:
+        lines += ["## Backend agreement", "",
+                  "Share of samples whose answers are identical across backends "
+                  "(same model and task).", ""]
+        lines += _table(["model", "task", "backends", "samples", "text_agreement",
+                         "token_id_agreement"], agreement)
+        lines.append("")
+    checked = [r for r in rows if r.get("server_generation_tokens") is not None]
+    if checked:
+        lines += ["## Server cross-check", "",
+                  "Completion tokens the client counted (from `usage`) against the "
+                  "server's own /metrics for the case.", ""]
+        lines += _table(["case_id", "client_completion_tokens", "server_generation_tokens",
+                         "ttft_p50_ms", "server_ttft_mean_ms", "server_max_running", "status"],
+                        [{**r, "status": token_mismatch(r) or "match"} for r in checked])
         lines.append("")
     if results.gates:
         lines += ["## Gates", ""]

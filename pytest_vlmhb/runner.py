@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
-import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,22 +87,62 @@ class ServerPool:
         self._server, self._key = None, None
 
 
-def scrape_metrics(root_url: str, path: str | None) -> dict[str, float]:
-    """The server's Prometheus samples (name -> value; labels summed)."""
-    if path is None:
-        return {}
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> {sample name: value}, summed over label sets."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    try:
-        with urllib.request.urlopen(root_url + path, timeout=10) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return {}
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
     return out
+
+
+async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's Prometheus samples; {} when it cannot be read."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            if resp.status != 200:
+                return {}
+            return parse_metrics(await resp.text())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return {}
+
+
+@dataclass
+class ServerWatch:
+    """The server's own figures over one case: counters before/after, gauge peaks."""
+
+    names: dict[str, str]
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    max_running: float | None = None
+
+    def observe(self, sample: dict[str, float]) -> None:
+        running = sample.get(self.names.get("running", ""))
+        if running is not None:
+            self.max_running = max(running, self.max_running or 0.0)
+
+    def delta(self, role: str) -> float | None:
+        name = self.names.get(role)
+        if name is None or name not in self.after:
+            return None
+        return self.after[name] - self.before.get(name, 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        tokens = self.delta("generation_tokens")
+        if tokens is not None:
+            out["server_generation_tokens"] = tokens
+        ttft_sum, ttft_count = self.delta("ttft_sum"), self.delta("ttft_count")
+        if ttft_sum is not None and ttft_count:
+            out["server_ttft_mean_ms"] = ttft_sum / ttft_count * 1000.0
+        if self.max_running is not None:
+            out["server_max_running"] = self.max_running
+        peak = self.after.get(self.names.get("peak_memory_bytes", ""))
+        if peak:
+            out["peak_memory_bytes"] = peak
+        return out
 
 
 @dataclass
@@ -115,7 +155,8 @@ class CaseRun:
     backend: Backend
     request_timeout: float
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
-    done: concurrent.futures.Future[None] | None = None
+    done: concurrent.futures.Future[dict[str, Any]] | None = None
+    poll_interval_s: float = 0.1
 
     def start(self, loop: LoopThread) -> None:
         self.futures = {s.id: concurrent.futures.Future() for s in self.samples}
@@ -150,29 +191,48 @@ class CaseRun:
             else:
                 future.set_result(completion)
 
-    async def _dispatch_all(self) -> None:
+    async def _watch(self, session: aiohttp.ClientSession, url: str, watch: ServerWatch,
+                     stop: asyncio.Event) -> None:
+        """Sample the server's gauges while the case runs."""
+        while not stop.is_set():
+            watch.observe(await scrape_metrics(session, url))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+
+    async def _dispatch_all(self) -> dict[str, Any]:
         sem = asyncio.Semaphore(self.case.concurrency)
         connector = aiohttp.TCPConnector(limit=0)
+        watch = ServerWatch(self.backend.server_metrics)
+        metrics_url = (self.server.root_url + self.backend.metrics_path
+                       if self.backend.metrics_path and watch.names else None)
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
+                stop = asyncio.Event()
+                watcher = None
+                if metrics_url:
+                    watch.before = await scrape_metrics(session, metrics_url)
+                    if "running" in watch.names:
+                        watcher = asyncio.create_task(
+                            self._watch(session, metrics_url, watch, stop))
                 await asyncio.gather(*(self._one(session, sem, s) for s in self.samples))
+                stop.set()
+                if watcher is not None:
+                    await watcher
+                if metrics_url:
+                    watch.after = await scrape_metrics(session, metrics_url)
         finally:
             for future in self.futures.values():
                 if not future.done():
                     future.set_exception(ServerError("dispatcher stopped"))
+        return watch.summary()
 
     def wait(self, sample_id: str) -> Completion:
         return self.futures[sample_id].result()
 
     def finish(self) -> dict[str, Any]:
-        """Wait for the dispatcher, then read the server's own figures."""
-        if self.done is not None:
-            self.done.result()
-        metrics = scrape_metrics(self.server.root_url, self.backend.metrics_path)
-        info: dict[str, Any] = {"server": self.server.provenance}
-        if self.backend.peak_memory_metric and self.backend.peak_memory_metric in metrics:
-            info["peak_memory_bytes"] = metrics[self.backend.peak_memory_metric]
-        return info
+        """Wait for the dispatcher; the case info with the server's own figures."""
+        figures = self.done.result() if self.done is not None else {}
+        return {"server": self.server.provenance, **figures}
 
 
 class Runtime:

@@ -35,12 +35,18 @@ class Backend:
         """pip requirement specifiers of the backend's own venv."""
         return []
 
+    def uninstall(self) -> list[str]:
+        """Packages removed from the venv after installing ``requirements``."""
+        return []
+
     def command(self, request: ServeRequest) -> list[str]:
         """argv that starts the server (the launcher adds nothing to it)."""
         raise NotImplementedError(f"backend {self.name!r} cannot be started by a launcher")
 
-    #: Prometheus gauge (on ``metrics_path``) holding the server's peak memory.
-    peak_memory_metric: ClassVar[str | None] = None
+    #: Prometheus sample names on ``metrics_path`` by role, for the server-side
+    #: cross-check: ``generation_tokens`` (counter), ``running`` (gauge),
+    #: ``ttft_sum``/``ttft_count`` (TTFT histogram, seconds), ``peak_memory_bytes``.
+    server_metrics: ClassVar[dict[str, str]] = {}
 
     def request_extras(self) -> dict[str, object]:
         """Fields this backend understands beyond the OpenAI API, sent on every request."""

@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-from importlib.metadata import requires
+from typing import ClassVar
 
-from packaging.requirements import Requirement
-
+from ..envs import plugin_extra_requirements
 from .base import Backend, ServeRequest
-
-
-def server_extra_requirements() -> list[str]:
-    """The ``server`` extra of this package, as installed."""
-    out = []
-    for spec in requires("pytest-vlmhb") or []:
-        req = Requirement(spec)
-        if req.marker is not None and req.marker.evaluate({"extra": "server"}):
-            req.marker = None
-            out.append(str(req))
-    return out
 
 
 class HFBackend(Backend):
     """transformers ``generate`` served by the plugin's FastAPI wrapper."""
 
     name = "hf"
-    peak_memory_metric = "vlmhb_peak_memory_bytes"
+    server_metrics: ClassVar[dict[str, str]] = {
+        "generation_tokens": "vlmhb_generation_tokens_total",
+        "running": "vlmhb_requests_running",
+        "peak_memory_bytes": "vlmhb_peak_memory_bytes",
+    }
 
     def request_extras(self) -> dict[str, object]:
         return {"return_token_ids": True}
 
     def requirements(self) -> list[str]:
-        return server_extra_requirements()
+        return plugin_extra_requirements("server")
 
     def command(self, request: ServeRequest) -> list[str]:
         return [

