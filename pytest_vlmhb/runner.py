@@ -28,6 +28,7 @@ from .config import Case, Settings
 from .errors import SampleError, ServerError, VlmhbError
 from .images import image_data_url
 from .launchers.base import Launcher, RunningServer
+from .launchers.local import log_tail
 from .records import Record, make_record
 from .tasks.manifest import Sample
 
@@ -78,6 +79,11 @@ class ServerPool:
             self._failed[key] = error
             raise error from None
         self._key = key
+        return self._server
+
+    @property
+    def current(self) -> RunningServer | None:
+        """The server running now, if any."""
         return self._server
 
     def stop(self) -> None:
@@ -175,15 +181,38 @@ class CaseRun:
             **self.case.request_params,
         }
 
+    def _death(self) -> ServerError | None:
+        """A ServerError with exit code and log tail if the server has died."""
+        code = self.server.exit_code()
+        if code is None:
+            return None
+        tail = log_tail(self.server.log_path) if self.server.log_path else "(no log)"
+        return ServerError(f"the server exited with code {code} during case {self.case.id}; "
+                           f"log {self.server.log_path}:\n{tail}")
+
+    async def _death_within(self, seconds: float) -> ServerError | None:
+        """After a failed request: give a dying server a moment to be reaped."""
+        for _ in range(max(1, int(seconds / 0.05))):
+            dead = self._death()
+            if dead is not None:
+                return dead
+            await asyncio.sleep(0.05)
+        return None
+
     async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
                    sample: Sample) -> None:
         future = self.futures[sample.id]
         async with sem:
             try:
+                dead = self._death()
+                if dead is not None:  # fail the rest of the case at once
+                    raise dead
                 body = await asyncio.to_thread(self.body, sample)
                 completion = await stream_chat(
                     session, self.server.base_url + "/chat/completions", body,
                     self.server.headers, self.request_timeout)
+            except ServerError as exc:
+                future.set_exception(await self._death_within(0.5) or exc)
             except VlmhbError as exc:
                 future.set_exception(exc)
             except Exception as exc:  # an unexpected bug must not hang the item

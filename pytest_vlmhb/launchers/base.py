@@ -23,6 +23,9 @@ class RunningServer:
     provenance: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
     stop: Callable[[], None] = lambda: None
+    #: The server's exit code once it has died (None while running or unknown).
+    exit_code: Callable[[], int | None] = lambda: None
+    pid: int | None = None
 
 
 class Launcher:

@@ -129,5 +129,5 @@ class LocalLauncher(Launcher):
                 "source": model.source, "model_path": model_path, "venv": str(env_dir),
                 "command": cmd[1:], "packages": json.loads(versions or "{}"),
             },
-            log_path=log, stop=lambda: stop_process(proc),
+            log_path=log, stop=lambda: stop_process(proc), exit_code=proc.poll, pid=proc.pid,
         )

@@ -265,3 +265,45 @@ def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytes
     assert result.stdout.str().count("starting hf server") == 2
     answers = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
     assert [a["case_id"] for a in answers] == ["a:vqa:hf", "b:vqa:hf", "a:cls:hf"]
+
+
+def _page_manifest(pytester: pytest.Pytester, n: int) -> None:
+    data = pytester.mkdir("data")
+    from PIL import Image
+    Image.new("L", (60, 40), 255).save(data / "p.png")
+    (data / "m.jsonl").write_text("".join(
+        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": ["a"]})
+        + "\n" for i in range(n)))
+
+
+def test_missing_model_dir_fails_its_case_only(pytester: pytest.Pytester) -> None:
+    _page_manifest(pytester, 2)
+    with running_stub(StubScript(default_answer="a")) as url:
+        setup_suite(pytester, "model,task,backend\ngone,vqa,hf\nremote,vqa,openai\n",
+                    models=f"name,source,endpoint\ngone,./no-such-model,\nremote,x,{url}\n",
+                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        result = run(pytester)
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*server gone@hf@local failed to start*no-such-model*"
+                                 "does not exist*"])
+    rows = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
+    assert [r["anls"] for r in rows] == ["0.0", "0.0", "1.0", "1.0"]
+
+
+@pytest.mark.server
+def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester) -> None:
+    _page_manifest(pytester, 6)
+    setup_suite(pytester, "model,task,backend,concurrency\ntiny,vqa,hf,1\n",
+                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    pytester.makeconftest(
+        "import os, signal\n"
+        "from pytest_vlmhb.plugin import RUNTIME\n"
+        "def pytest_runtest_teardown(item):\n"
+        "    if item.name.endswith('/s1]'):\n"
+        "        os.kill(item.config.stash[RUNTIME].pool.current.pid, signal.SIGKILL)\n")
+    result = run(pytester, "--vlmhb-request-timeout=120")
+    result.assert_outcomes(passed=2, failed=4)
+    result.stdout.fnmatch_lines(["*the server exited with code -9 during case tiny:vqa:hf*"])
+    assert result.duration < 90  # no waiting for request timeouts
+    rows = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
+    assert [bool(r["error"]) for r in rows] == [False, False, True, True, True, True]
