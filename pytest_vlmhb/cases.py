@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,19 @@ class Plan:
     cases: tuple[Case, ...]
     samples: dict[str, list[Sample]]
 
+    @cached_property
+    def _cases_by_id(self) -> dict[str, Case]:
+        return {c.id: c for c in self.cases}
+
+    @cached_property
+    def _samples_by_id(self) -> dict[str, dict[str, Sample]]:
+        return {cid: {s.id: s for s in samples} for cid, samples in self.samples.items()}
+
     def case(self, case_id: str) -> Case:
-        return next(c for c in self.cases if c.id == case_id)
+        return self._cases_by_id[case_id]
+
+    def sample(self, case_id: str, sample_id: str) -> Sample:
+        return self._samples_by_id[case_id][sample_id]
 
 
 def _read_table(

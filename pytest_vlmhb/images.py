@@ -1,4 +1,10 @@
-"""Sample images -> data URLs for the chat request."""
+"""Sample images -> data URLs for the chat request.
+
+PNG, JPEG and WebP files are sent as they are (recognised by their magic
+bytes, no decoding on the hot path); anything else Pillow can read is
+converted to PNG. A corrupt PNG/JPEG/WebP is then reported by the server,
+as an error of that sample alone.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +16,36 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import SampleError
 
-_PASS_THROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
+def _mime(raw: bytes) -> str | None:
+    for magic, mime in _MAGIC:
+        if raw.startswith(magic):
+            return mime
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def image_data_url(path: Path) -> str:
-    """A ``data:`` URL of the image, re-encoded as PNG unless already PNG/JPEG/WebP."""
+    """A ``data:`` URL of the image (re-encoded as PNG unless PNG/JPEG/WebP)."""
     try:
         raw = path.read_bytes()
-        with Image.open(io.BytesIO(raw)) as img:
-            fmt = img.format or ""
-            if fmt in _PASS_THROUGH:
-                img.verify()
-                mime = _PASS_THROUGH[fmt]
-            else:
-                buf = io.BytesIO()
-                img.convert("RGB").save(buf, format="PNG")
-                raw, mime = buf.getvalue(), "image/png"
     except FileNotFoundError:
         raise SampleError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
+    except OSError as exc:
         raise SampleError(f"unreadable image {path}: {exc}") from None
+    mime = _mime(raw)
+    if mime is None:
+        if not raw:
+            raise SampleError(f"unreadable image {path}: empty file")
+        try:
+            with Image.open(io.BytesIO(raw)) as img:
+                buf = io.BytesIO()
+                img.convert("RGB").save(buf, format="PNG")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                Image.DecompressionBombError) as exc:
+            raise SampleError(f"unreadable image {path}: {exc}") from None
+        raw, mime = buf.getvalue(), "image/png"
     return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import aiohttp
 
@@ -279,6 +279,7 @@ class Runtime:
         self.records: dict[str, list[Record]] = {}
         self.case_info: dict[str, dict[str, Any]] = {}
         self.results_path = settings.output / "results" / f"samples-{worker_id}.jsonl"
+        self._results_file: TextIO | None = None
 
     def _case_run(self, case: Case, sample_ids: Sequence[str]) -> CaseRun:
         run = self.runs.get(case.id)
@@ -306,7 +307,7 @@ class Runtime:
         is called once, when the case starts.
         """
         case = self.plan.case(case_id)
-        sample = next(s for s in self.plan.samples[case_id] if s.id == sample_id)
+        sample = self.plan.sample(case_id, sample_id)
         completion: Completion | None = None
         error: str | None = None
         try:
@@ -327,11 +328,16 @@ class Runtime:
 
     def _store(self, record: Record) -> None:
         self.records.setdefault(record["case_id"], []).append(record)
-        self.results_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.results_path.open("a", encoding="utf-8") as sink:
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self._results_file is None:
+            self.results_path.parent.mkdir(parents=True, exist_ok=True)
+            self._results_file = self.results_path.open("a", encoding="utf-8")
+        # One line per sample, flushed at once: a killed run keeps what it scored.
+        self._results_file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._results_file.flush()
 
     def close(self) -> None:
+        if self._results_file is not None:
+            self._results_file.close()
         self.pool.stop()
         if self.loop is not None:
             self.loop.close()
