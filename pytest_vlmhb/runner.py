@@ -104,14 +104,34 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """The server's Prometheus samples; {} when it cannot be read."""
+def gauge_value(text: str, name: str) -> float | None:
+    """One sample's value, summed over label sets, by a cheap line scan.
+
+    Used while a case runs, where a full parse of vLLM's large /metrics page
+    on the dispatcher's event loop would delay the streams it is timing.
+    """
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+            seen = True
+    return total if seen else None
+
+
+async def fetch_metrics_text(session: aiohttp.ClientSession, url: str) -> str:
+    """The server's /metrics page; "" when it cannot be read."""
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            if resp.status != 200:
-                return {}
-            return parse_metrics(await resp.text())
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+            return await resp.text() if resp.status == 200 else ""
+    except (aiohttp.ClientError, TimeoutError):
+        return ""
+
+
+async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The server's Prometheus samples, parsed by prometheus_client; {} if unreadable."""
+    try:
+        return parse_metrics(await fetch_metrics_text(session, url))
+    except ValueError:
         return {}
 
 
@@ -124,8 +144,8 @@ class ServerWatch:
     after: dict[str, float] = field(default_factory=dict)
     max_running: float | None = None
 
-    def observe(self, sample: dict[str, float]) -> None:
-        running = sample.get(self.names.get("running", ""))
+    def observe(self, metrics_text: str) -> None:
+        running = gauge_value(metrics_text, self.names["running"])
         if running is not None:
             self.max_running = max(running, self.max_running or 0.0)
 
@@ -162,7 +182,7 @@ class CaseRun:
     request_timeout: float
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
     done: concurrent.futures.Future[dict[str, Any]] | None = None
-    poll_interval_s: float = 0.1
+    poll_interval_s: float = 0.25
 
     def start(self, loop: LoopThread) -> None:
         self.futures = {s.id: concurrent.futures.Future() for s in self.samples}
@@ -224,7 +244,7 @@ class CaseRun:
                      stop: asyncio.Event) -> None:
         """Sample the server's gauges while the case runs."""
         while not stop.is_set():
-            watch.observe(await scrape_metrics(session, url))
+            watch.observe(await fetch_metrics_text(session, url))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_interval_s)
 

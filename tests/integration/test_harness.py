@@ -307,3 +307,34 @@ def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester
     assert result.duration < 90  # no waiting for request timeouts
     rows = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
     assert [bool(r["error"]) for r in rows] == [False, False, True, True, True, True]
+
+
+_TIMING = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+
+@pytest.mark.server
+def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) -> None:
+    """Under -n 2 each server's group runs on one worker; the controller merges."""
+    _page_manifest(pytester, 3)
+    with running_stub(StubScript(default_answer="a")) as url:
+        setup_suite(pytester, "model,task,backend,max_errors\ntiny,vqa,hf,0\nremote,vqa,openai,0\n",
+                    models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
+                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        tables = {}
+        for label, extra in (("n0", ["-p", "no:xdist"]), ("n2", ["-n", "2"])):
+            result = run(pytester, f"--vlmhb-output=out-{label}", "--junitxml=j.xml", *extra)
+            result.assert_outcomes(passed=8)
+            rows = read_csv(pytester.path / f"out-{label}" / "answers.csv")
+            tables[label] = [{k: v for k, v in r.items() if k not in _TIMING} for r in rows]
+            metrics = read_csv(pytester.path / f"out-{label}" / "metrics.csv")
+            assert [m["n"] for m in metrics] == ["3", "3"]
+            assert "| remote:vqa:openai | max_errors | pass |" in (
+                pytester.path / f"out-{label}" / "report.md").read_text()
+    assert tables["n0"] == tables["n2"]
+    assert len(tables["n2"]) == 6
+    per_worker = [p.read_text().splitlines() for p in (pytester.path / "out-n2" / "results")
+                  .glob("samples-gw*.jsonl")]
+    assert sum(len(lines) for lines in per_worker) == 6  # each sample stored once, by a worker
+    for lines in per_worker:  # a server's group stays on one worker
+        assert len({json.loads(line)["case_id"] for line in lines}) in (1, 2)
+        assert len(lines) in (3, 6)
