@@ -51,15 +51,29 @@ def _progress(config: pytest.Config) -> Any:
     return say
 
 
+class _LoadGroupToWorkers:
+    """Tells each xdist worker that the controller switched to loadgroup."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["vlmhb_loadgroup"] = True
+
+
 def _use_loadgroup(config: pytest.Config) -> None:
     """Under ``-n N``, distribute by xdist_group so each server starts once."""
-    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # xdist's worker derives its group-suffixed node ids from this flag.
+        if workerinput.get("vlmhb_loadgroup"):
+            config.option.loadgroup = True
         return
     dist = config.getoption("dist", "no")
     explicit = any(a == "--dist" or a.startswith(("--dist=", "-d")) for a in
                    config.invocation_params.args)
     if dist == "load" and not explicit:
         config.option.dist = "loadgroup"
+        config.pluginmanager.register(_LoadGroupToWorkers(), "vlmhb-loadgroup")
     elif dist not in ("no", "loadgroup") and config.stash.get(PLAN, None) is not None:
         raise pytest.UsageError(
             f"vlmhb: --dist={dist} would split a server's samples across workers; "
