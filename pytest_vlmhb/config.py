@@ -24,6 +24,14 @@ class ModelRow(BaseModel):
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     served_name: str | None = None
     server_args: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _split_requirements(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(r.strip() for r in value.split(";") if r.strip())
+        return value
 
     @field_validator("server_args", mode="before")
     @classmethod
@@ -118,6 +126,8 @@ class ModelSpec(BaseModel):
     api_key_env: str | None = None
     served_name: str
     server_args: tuple[str, ...] = ()
+    #: pip specs replacing the backend's own venv spec for this model (optional).
+    requirements: tuple[str, ...] = ()
     base_dir: Path
 
 

@@ -91,7 +91,7 @@ class LocalLauncher(Launcher):
 
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:
-        requirements = backend.requirements()
+        requirements = list(model.requirements) or backend.requirements()
         if not requirements:
             raise ServerError(f"backend {backend.name!r} cannot run locally; "
                               "use launcher=external with an endpoint")

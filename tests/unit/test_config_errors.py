@@ -124,3 +124,26 @@ def test_external_launcher_needs_endpoint(tmp_path: Path) -> None:
     config = "model,task,backend,launcher\nm1,vqa,hf,external\n"
     err = error_of(write_suite(tmp_path, config=config))
     assert "endpoint" in str(err)
+
+
+def test_model_requirements_override_the_backend_venv_spec(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_vlmhb.backends.vllm import VLLMBackend
+    from pytest_vlmhb.launchers import local
+
+    models = "name,source,requirements,server_args\nm1,./m,vllm==0.11.0; torch==2.8.0,--seed 3\n"
+    (tmp_path / "m").mkdir()
+    settings = write_suite(tmp_path, models=models, config="model,task,backend\nm1,vqa,vllm\n")
+    (case,) = load_plan(settings).cases
+    assert case.model.requirements == ("vllm==0.11.0", "torch==2.8.0")
+    assert case.model.server_args == ("--seed", "3")
+    seen = {}
+
+    def fake_env(cache: Path, name: str, requirements: list[str], *rest: object) -> Path:
+        seen["requirements"] = requirements
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(local, "ensure_env", fake_env)
+    with pytest.raises(RuntimeError, match="stop here"):
+        local.LocalLauncher().start(VLLMBackend(), case.model, settings, print)
+    assert seen["requirements"] == ["vllm==0.11.0", "torch==2.8.0"]
