@@ -184,3 +184,4 @@ class Settings(BaseModel):
     tasks: Path | None
     startup_timeout: float
     request_timeout: float
+    resume: bool = False

@@ -27,6 +27,8 @@ _OPTIONS: list[tuple[str, type, Any, str]] = [
 
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("vlmhb", "VLMHyperBench")
+    group.addoption("--vlmhb-resume", dest="vlmhb_resume", action="store_true", default=False,
+                    help="reuse stored answers whose key matches; send only the rest")
     for name, _kind, default, help_text in _OPTIONS:
         dest = "vlmhb_" + name.replace("-", "_")
         shown = f" (default: {default})" if default is not None else ""
@@ -62,4 +64,4 @@ def settings_from(config: pytest.Config) -> Settings:
         if isinstance(value, Path):
             value = (base / value.expanduser()).resolve()
         values[dest.removeprefix("vlmhb_")] = value
-    return Settings(**values)
+    return Settings(**values, resume=bool(config.getoption("vlmhb_resume")))

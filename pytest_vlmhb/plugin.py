@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .options import register, settings_from
 from .report import GateResult, RunResults, summary_lines, write_outputs
 from .runner import Runtime
+from .store import set_aside
 
 SETTINGS = pytest.StashKey[Settings]()
 PLAN = pytest.StashKey[Plan]()
@@ -92,6 +93,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
     config.stash[PLAN] = plan
+    if not hasattr(config, "workerinput") and not settings.resume:
+        previous = set_aside(settings.output)
+        if previous is not None:
+            _progress(config)(f"previous results kept in {previous} (use --vlmhb-resume to "
+                              "reuse them instead)")
     config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
     _use_loadgroup(config)
     if not hasattr(config, "workerinput"):

@@ -53,6 +53,20 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
     }
 
 
+def rescore(case: Case, sample: Sample, stored: Record) -> Record:
+    """A stored record, scored again with the case's current metrics; marked reused."""
+    record = dict(stored)
+    scores: dict[str, float | None] = {}
+    stats: dict[str, dict[str, float]] = {}
+    for name in case.task.metrics:
+        m = metric(name)
+        s = m.stats(stored["answer"] or "", sample.reference)
+        stats[name], scores[name] = s, m.value(s)
+    record.update(case_id=case.id, launcher=case.launcher, reference=sample.reference,
+                  scores=scores, stats=stats, reused=True)
+    return record
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolated percentile (numpy's default method)."""
     if not values:

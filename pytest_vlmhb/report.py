@@ -154,6 +154,11 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
              f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by "
              f"pytest-vlmhb {version('pytest-vlmhb')} on Python {platform.python_version()}.",
              ""]
+    total = sum(len(r) for r in results.records.values())
+    reused = sum(bool(rec.get("reused")) for r in results.records.values() for rec in r)
+    if reused:
+        lines += [f"Resumed: {reused} of {total} samples reused from the stored results "
+                  f"(--vlmhb-resume); {total - reused} answered in this run.", ""]
     for task_type in _unique(c.task.type for c in plan.cases):
         task_rows = [r for r in rows if by_case[r["case_id"]].task.type == task_type]
         if not task_rows:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -29,7 +27,8 @@ from .errors import SampleError, ServerError, VlmhbError
 from .images import image_data_url
 from .launchers.base import Launcher, RunningServer
 from .launchers.local import log_tail
-from .records import Record, make_record
+from .records import Record, make_record, rescore
+from .store import ResultStore, load_records, record_key
 from .tasks.manifest import Sample
 
 T = TypeVar("T")
@@ -298,15 +297,18 @@ class Runtime:
         self.pending: dict[str, set[str]] = {}
         self.records: dict[str, list[Record]] = {}
         self.case_info: dict[str, dict[str, Any]] = {}
-        self.results_path = settings.output / "results" / f"samples-{worker_id}.jsonl"
-        self._results_file: TextIO | None = None
+        self.store = ResultStore(settings.output, worker_id)
+        self.reusable: dict[str, Record] = (
+            {k: r for k, r in load_records(settings.output).items() if not r.get("error")}
+            if settings.resume else {})
 
     def _case_run(self, case: Case, sample_ids: Sequence[str]) -> CaseRun:
         run = self.runs.get(case.id)
         if run is None:
             server = self.pool.get(case)
             backend: Backend = registry.load(registry.BACKENDS, case.backend)()
-            wanted = set(sample_ids)
+            wanted = {sid for sid in sample_ids
+                      if record_key(case, self.plan.sample(case.id, sid)) not in self.reusable}
             samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
             run = CaseRun(case, samples, server, backend, self.settings.request_timeout)
             if self.loop is None:
@@ -328,6 +330,12 @@ class Runtime:
         """
         case = self.plan.case(case_id)
         sample = self.plan.sample(case_id, sample_id)
+        key = record_key(case, sample)
+        stored = self.reusable.get(key)
+        if stored is not None:
+            record = rescore(case, sample, stored)
+            self.records.setdefault(case_id, []).append(record)
+            return record, None
         completion: Completion | None = None
         error: str | None = None
         try:
@@ -336,6 +344,7 @@ class Runtime:
         except (SampleError, ServerError) as exc:
             error = str(exc)
         record = make_record(case, sample, completion, error)
+        record["key"] = key
         self._store(record)
         info = None
         remaining = self.pending.get(case_id)
@@ -348,20 +357,12 @@ class Runtime:
 
     def _store(self, record: Record) -> None:
         self.records.setdefault(record["case_id"], []).append(record)
-        if self._results_file is None:
-            self.results_path.parent.mkdir(parents=True, exist_ok=True)
-            self._results_file = self.results_path.open("a", encoding="utf-8")
-        # One line per sample, flushed at once: a killed run keeps what it scored.
-        self._results_file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._results_file.flush()
+        self.store.append(record)  # flushed at once: a killed run keeps what it scored
 
     def close(self) -> None:
-        if self._results_file is not None:
-            self._results_file.close()
+        self.store.close()
         self.pool.stop()
         if self.loop is not None:
             self.loop.close()
 
 
-def results_dir(output: Path) -> Path:
-    return output / "results"
