@@ -1,4 +1,8 @@
-"""Exact match after case and whitespace normalisation, against any reference answer."""
+"""Exact match after case and whitespace normalisation, against any reference answer.
+
+Normalisation: ``' '.join(s.strip().lower().split())`` on both sides (the
+same preprocessing as the DocVQA ANLS script, without the edit distance).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from .base import MeanMetric, Reference
 
 
 class ExactMatch(MeanMetric):
-    """1 when ``squash(prediction)`` equals ``squash`` of any of ``answers``."""
+    """1.0 when the normalised answer equals a normalised ``answers`` entry, else 0.0."""
 
     name = "exact_match"
 
     def score(self, prediction: str, reference: Reference) -> float:
         pred = squash(prediction)
-        return float(any(pred == squash(a) for a in reference["answers"]))
+        return float(any(pred == squash(str(a)) for a in reference["answers"]))
