@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .baseline import baseline_gates, read_baseline
 from .columns import gateable_columns
 from .config import (
     THRESHOLD_PREFIXES,
@@ -37,6 +38,7 @@ class Plan:
 
     cases: tuple[Case, ...]
     samples: dict[str, list[Sample]]
+    baseline: dict[str, dict[str, float]] | None = None
 
     @cached_property
     def _cases_by_id(self) -> dict[str, Case]:
@@ -201,6 +203,11 @@ def _min_limit(*limits: int | None) -> int | None:
 def load_plan(settings: Settings) -> Plan:
     """Cases plus their samples; every config error surfaces here, before any server."""
     cases = load_cases(settings)
+    baseline = read_baseline(settings.baseline) if settings.baseline else None
+    if baseline is not None:
+        cases = [case.model_copy(update={"thresholds": case.thresholds + baseline_gates(
+            case, baseline.get(case.id), settings.max_score_drop,
+            settings.max_latency_increase)}) for case in cases]
     task_types: dict[str, TaskType] = {}
     samples: dict[str, list[Sample]] = {}
     for case in cases:
@@ -209,4 +216,4 @@ def load_plan(settings: Settings) -> Plan:
         manifest = resolve_manifest(task.data, task.type, task.base_dir, settings.cache)
         loaded = load_manifest(manifest, task_type, task.prompt)
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
-    return Plan(cases=tuple(cases), samples=samples)
+    return Plan(cases=tuple(cases), samples=samples, baseline=baseline)

@@ -109,10 +109,13 @@ class Threshold(BaseModel):
     column: str
     bound: Literal["min", "max"]
     value: float
+    #: "" for a CSV threshold; "baseline" for a regression gate from --vlmhb-baseline.
+    origin: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.bound}_{self.column}"
+        prefix = f"{self.origin}_" if self.origin else ""
+        return f"{prefix}{self.bound}_{self.column}"
 
 
 class ModelSpec(BaseModel):
@@ -185,3 +188,6 @@ class Settings(BaseModel):
     startup_timeout: float
     request_timeout: float
     resume: bool = False
+    baseline: Path | None = None
+    max_score_drop: float | None = None
+    max_latency_increase: float | None = None  # a fraction: 0.1 means +10%

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 import pytest
 
+from .baseline import parse_fraction
 from .config import Settings
 
-# (name, type, default, help); CLI --vlmhb-<name>, ini vlmhb_<name>
-_OPTIONS: list[tuple[str, type, Any, str]] = [
+# (name, converter, default, help); CLI --vlmhb-<name>, ini vlmhb_<name>
+_OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("config", Path, None, "user_config.csv listing the cases (model x task x backend)"),
     ("output", Path, Path("vlmhb-results"), "directory for report.md, answers.csv, metrics.csv"),
     ("limit", int, None, "at most N samples per case"),
@@ -22,6 +24,12 @@ _OPTIONS: list[tuple[str, type, Any, str]] = [
     ("tasks", Path, None, "tasks.csv (default: next to the config)"),
     ("startup-timeout", float, 900.0, "seconds a server may take to become healthy"),
     ("request-timeout", float, 300.0, "seconds one request may take"),
+    ("baseline", Path, None, "metrics.csv of an earlier run: report deltas, gate regressions"),
+    ("max-score-drop", float, None, "with a baseline: gate a score drop larger than this "
+                                    "(absolute, e.g. 0.02)"),
+    ("max-latency-increase", parse_fraction, None, "with a baseline: gate a latency "
+                                                   "percentile rising more than this "
+                                                   "(e.g. 10%)"),
 ]
 
 
@@ -37,13 +45,14 @@ def register(parser: pytest.Parser) -> None:
         parser.addini(dest, help=help_text, default=None)
 
 
-def _convert(name: str, kind: type, raw: str) -> Any:
+def _convert(name: str, kind: Callable[[str], Any], raw: str) -> Any:
     try:
         value = kind(raw)
     except (TypeError, ValueError):
-        raise pytest.UsageError(
-            f"--vlmhb-{name}: expected {kind.__name__}, got {raw!r}") from None
-    if kind in (int, float) and value < 0:
+        expected = {"parse_fraction": "a fraction or percentage such as 0.1 or 10%"}.get(
+            kind.__name__, kind.__name__)
+        raise pytest.UsageError(f"--vlmhb-{name}: expected {expected}, got {raw!r}") from None
+    if isinstance(value, (int, float)) and value < 0:
         raise pytest.UsageError(f"--vlmhb-{name}: must be >= 0, got {raw!r}")
     return value
 

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from .baseline import LATENCY_COLUMNS, comparison_rows
 from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case
@@ -184,6 +185,15 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += _table(["case_id", "client_completion_tokens", "server_generation_tokens",
                          "ttft_p50_ms", "server_ttft_mean_ms", "server_max_running", "status"],
                         [{**r, "status": token_mismatch(r) or "match"} for r in checked])
+        lines.append("")
+    if plan.baseline is not None:
+        figures = [*_unique(m for c in plan.cases for m in c.task.metrics), *LATENCY_COLUMNS,
+                   "requests_per_s"]
+        lines += ["## Baseline comparison", "",
+                  "Delta = this run - the baseline metrics.csv; cases without a baseline "
+                  "row are new and not compared.", ""]
+        lines += _table(["case_id", "figure", "baseline", "now", "delta", "status"],
+                        comparison_rows(rows, plan.baseline, figures))
         lines.append("")
     if results.gates:
         lines += ["## Gates", ""]

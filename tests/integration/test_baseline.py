@@ -1,0 +1,46 @@
+"""Regression gates against an earlier run's metrics.csv (--vlmhb-baseline)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.integration.test_harness import read_csv, run, setup_suite
+from tests.integration.test_resume import N, _script, _suite
+from tests.stub_openai import StubScript, running_stub
+
+
+def test_baseline_deltas_and_regression_gates(pytester: pytest.Pytester) -> None:
+    with running_stub(_script()) as url:  # half the answers right: anls 0.5
+        _suite(pytester, url)
+        run(pytester).assert_outcomes(passed=N)
+    shutil.copy(pytester.path / "vlmhb-results" / "metrics.csv", pytester.path / "base.csv")
+    assert read_csv(pytester.path / "base.csv")[0]["anls"] == "0.5"
+    with running_stub(StubScript(default_answer="wrong")) as url:  # now all wrong
+        _suite(pytester, url)
+        (pytester.path / "user_config.csv").write_text(
+            "id,model,task,backend,concurrency\n,remote,vqa,openai,1\nfresh,remote,vqa,openai,1\n")
+        result = run(pytester, "--vlmhb-baseline=base.csv", "--vlmhb-max-score-drop=0.02",
+                     "--vlmhb-max-latency-increase=1000%", "-v")
+    # 2 x N samples pass; the old case gets score and latency gates; "fresh" is new.
+    result.stdout.fnmatch_lines([
+        "*test_gate?remote:vqa:openai/baseline_min_anls? FAILED*",
+        "*test_gate?remote:vqa:openai/baseline_max_ttft_p50_ms? PASSED*",
+    ])
+    result.stdout.fnmatch_lines(["anls 0 < min_anls 0.48"])
+    assert "fresh/baseline" not in result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 2  # anls and exact_match dropped
+    report = (pytester.path / "vlmhb-results" / "report.md").read_text()
+    assert "## Baseline comparison" in report
+    assert "| remote:vqa:openai | anls | 0.5 | 0 | -0.5 | compared |" in report
+    assert "| fresh | (all) | - | - | - | new |" in report
+
+
+def test_bad_latency_tolerance_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    setup_suite(pytester, "model,task,backend\nm,vqa,hf\n")
+    result = run(pytester, "--vlmhb-max-latency-increase=lots")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--vlmhb-max-latency-increase: expected a fraction or "
+                                 "percentage such as 0.1 or 10%, got 'lots'*"])
