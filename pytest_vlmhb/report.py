@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .baseline import LATENCY_COLUMNS, comparison_rows
+from .benchjson import write_benchmark_json
 from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case
@@ -228,6 +229,7 @@ def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[st
     rows = case_rows(plan, results)
     write_csv(output / "metrics.csv", case_columns(metric_names), rows)
     (output / "report.md").write_text(render_report(plan, results, rows), encoding="utf-8")
+    write_benchmark_json(output / "benchmark.json", ordered_records(plan, results))
     return rows
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -44,3 +47,25 @@ def test_bad_latency_tolerance_is_a_usage_error(pytester: pytest.Pytester) -> No
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--vlmhb-max-latency-increase: expected a fraction or "
                                  "percentage such as 0.1 or 10%, got 'lots'*"])
+
+
+def test_benchmark_json_for_pytest_benchmark_compare(pytester: pytest.Pytester) -> None:
+    with running_stub(_script()) as url:
+        _suite(pytester, url)
+        run(pytester, "-n", "2").assert_outcomes(passed=N)  # written by the controller
+    out = pytester.path / "vlmhb-results"
+    doc = json.loads((out / "benchmark.json").read_text())
+    entries = {b["name"]: b for b in doc["benchmarks"]}
+    metrics = read_csv(out / "metrics.csv")[0]
+    ttft = entries["ttft[remote:vqa:openai]"]["stats"]
+    assert ttft["rounds"] == N
+    assert ttft["median"] * 1000 == pytest.approx(float(metrics["ttft_p50_ms"]), abs=1e-3)
+    e2e = entries["e2e[remote:vqa:openai]"]["stats"]
+    assert e2e["median"] * 1000 == pytest.approx(float(metrics["e2e_p50_ms"]), abs=1e-3)
+    # pytest-benchmark's own command reads it.
+    proc = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()",
+                           "compare",
+                           str(out / "benchmark.json"), "--columns=min,median,max"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "ttft[remote:vqa:openai]" in proc.stdout

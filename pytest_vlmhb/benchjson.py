@@ -1,0 +1,65 @@
+"""Each case's TTFT and E2E distributions in pytest-benchmark's saved-run format.
+
+pytest-benchmark disables its own fixture under xdist, so the controller
+writes the file itself (also under ``-n N``); ``pytest-benchmark compare``,
+its history and its plots then read the harness's runs like any other.
+Values are seconds, as pytest-benchmark stores them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_benchmark.stats import Stats
+
+from .config import Case
+from .records import Record
+
+FIGURES = (("ttft", "ttft_ms"), ("e2e", "e2e_ms"))
+
+
+def _machine_info() -> dict[str, Any]:
+    from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
+
+    info: dict[str, Any] = pytest_benchmark_generate_machine_info()
+    return info
+
+
+def benchmark_entries(case: Case, records: Sequence[Record]) -> list[dict[str, Any]]:
+    """Two pytest-benchmark entries (TTFT, E2E) for one case."""
+    entries = []
+    for figure, column in FIGURES:
+        data = [r[column] / 1000.0 for r in records if not r["error"] and r[column] is not None]
+        if not data:
+            continue
+        stats = Stats()
+        for value in data:
+            stats.update(value)
+        entries.append({
+            "group": case.id, "name": f"{figure}[{case.id}]",
+            "fullname": f"vlmhb::{figure}[{case.id}]", "params": None, "param": None,
+            "extra_info": {"model": case.model.name, "task": case.task.name,
+                           "backend": case.backend, "launcher": case.launcher,
+                           "concurrency": case.concurrency, "unit": "seconds"},
+            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 1,
+                        "max_time": 0, "min_time": 0, "warmup": False},
+            "stats": {**stats.as_dict(), "iterations": 1, "data": data},
+        })
+    return entries
+
+
+def write_benchmark_json(path: Path, cases: Sequence[tuple[Case, Sequence[Record]]]) -> None:
+    from importlib.metadata import version
+
+    doc = {
+        "machine_info": _machine_info(),
+        "commit_info": {},
+        "benchmarks": [e for case, records in cases for e in benchmark_entries(case, records)],
+        "datetime": dt.datetime.now(dt.UTC).isoformat(),
+        "version": version("pytest-benchmark"),
+    }
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
