@@ -40,14 +40,14 @@ def parametrize(metafunc: pytest.Metafunc, plan: Plan | None) -> None:
     if SAMPLE_FIXTURE in names:
         params = [] if plan is None else [
             pytest.param(SampleParam(case.id, s.id), id=f"{case.id}/{s.id}",
-                         marks=pytest.mark.xdist_group(case.server_key))
+                         marks=pytest.mark.xdist_group(case.xdist_group))
             for case in plan.cases for s in plan.samples[case.id]
         ]
         metafunc.parametrize(SAMPLE_FIXTURE, params, indirect=True)
     if GATE_FIXTURE in names:
         params = [] if plan is None else [
             pytest.param(GateParam(case.id, t.name), id=f"{case.id}/{t.name}",
-                         marks=pytest.mark.xdist_group(case.server_key))
+                         marks=pytest.mark.xdist_group(case.xdist_group))
             for case in plan.cases for t in case.thresholds
         ]
         metafunc.parametrize(GATE_FIXTURE, params, indirect=True)

@@ -173,6 +173,12 @@ class Case(BaseModel):
         """Cases with the same key share one server (and one xdist group)."""
         return f"{self.model.name}@{self.backend}@{self.launcher}"
 
+    @property
+    def xdist_group(self) -> str:
+        """The server key without '@': xdist's loadgroup takes the text after the
+        last '@' of a node id as the group, so '@' inside the name would merge groups."""
+        return self.server_key.replace("@", "|")
+
 
 class Settings(BaseModel):
     """The plugin's options, validated once (CLI -> ini -> env -> default)."""
@@ -191,3 +197,5 @@ class Settings(BaseModel):
     baseline: Path | None = None
     max_score_drop: float | None = None
     max_latency_increase: float | None = None  # a fraction: 0.1 means +10%
+    gpus_per_worker: int | None = None
+    worker_index: int = 0  # xdist worker gwN -> N; 0 without xdist

@@ -126,6 +126,15 @@ def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Pr
     return env_dir
 
 
+def gpu_env(gpus_per_worker: int | None, worker_index: int) -> dict[str, str]:
+    """CUDA_VISIBLE_DEVICES for servers started by one worker (empty: no split)."""
+    if not gpus_per_worker:
+        return {}
+    first = worker_index * gpus_per_worker
+    devices = ",".join(str(i) for i in range(first, first + gpus_per_worker))
+    return {"CUDA_VISIBLE_DEVICES": devices}
+
+
 def clean_env() -> dict[str, str]:
     """The parent's environment minus what would leak the parent venv into a child."""
     env = dict(os.environ)

@@ -24,6 +24,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
     ("tasks", Path, None, "tasks.csv (default: next to the config)"),
     ("startup-timeout", float, 900.0, "seconds a server may take to become healthy"),
     ("request-timeout", float, 300.0, "seconds one request may take"),
+    ("gpus-per-worker", int, None, "give each xdist worker its own N GPUs: servers it starts "
+                                   "see CUDA_VISIBLE_DEVICES = its share"),
     ("baseline", Path, None, "metrics.csv of an earlier run: report deltas, gate regressions"),
     ("max-score-drop", float, None, "with a baseline: gate a score drop larger than this "
                                     "(absolute, e.g. 0.02)"),
@@ -73,4 +75,7 @@ def settings_from(config: pytest.Config) -> Settings:
         if isinstance(value, Path):
             value = (base / value.expanduser()).resolve()
         values[dest.removeprefix("vlmhb_")] = value
-    return Settings(**values, resume=bool(config.getoption("vlmhb_resume")))
+    workerinput = getattr(config, "workerinput", None)
+    worker_index = int(str(workerinput["workerid"]).removeprefix("gw")) if workerinput else 0
+    return Settings(**values, resume=bool(config.getoption("vlmhb_resume")),
+                    worker_index=worker_index)

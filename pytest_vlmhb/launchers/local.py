@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..backends.base import Backend, ServeRequest
 from ..config import ModelSpec, Settings
-from ..envs import Progress, clean_env, ensure_env, venv_python
+from ..envs import Progress, clean_env, ensure_env, gpu_env, venv_python
 from ..errors import ServerError
 from ..models import resolve_model
 from .base import Launcher, RunningServer
@@ -112,7 +112,9 @@ class LocalLauncher(Launcher):
         with log.open("ab") as sink:
             proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**clean_env(), **backend.env()})
+                                    env={**clean_env(), **backend.env(),
+                                         **gpu_env(settings.gpus_per_worker,
+                                                   settings.worker_index)})
         root = f"http://{HOST}:{port}"
         try:
             wait_healthy(root + backend.health_path, proc, log, settings.startup_timeout,

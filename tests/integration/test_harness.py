@@ -338,3 +338,29 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
     for lines in per_worker:  # a server's group stays on one worker
         assert len({json.loads(line)["case_id"] for line in lines}) in (1, 2)
         assert len(lines) in (3, 6)
+
+
+@pytest.mark.server
+def test_gpus_per_worker_sets_each_workers_server_devices(pytester: pytest.Pytester) -> None:
+    _page_manifest(pytester, 1)
+    setup_suite(pytester, "model,task,backend\na,vqa,hf\nb,vqa,hf\n",
+                models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n",
+                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    pytester.makeconftest(
+        "import os\n"
+        "from pytest_vlmhb.plugin import RUNTIME\n"
+        "def pytest_runtest_teardown(item):\n"
+        "    server = item.config.stash[RUNTIME].pool.current\n"
+        "    if server is None:\n"
+        "        return\n"
+        "    env = open(f'/proc/{server.pid}/environ', 'rb').read().split(b'\\0')\n"
+        "    seen = [e.decode() for e in env if e.startswith(b'CUDA_VISIBLE_DEVICES=')]\n"
+        "    wid = os.environ.get('PYTEST_XDIST_WORKER')\n"
+        "    open(f'devices-{wid}.txt', 'w').write(';'.join(seen))\n")
+    # The conftest's teardown hook runs before the plugin's, while the server is up.
+    result = run(pytester, "-n", "2", "--vlmhb-gpus-per-worker=2")
+    result.assert_outcomes(passed=2)
+    files = {p.name: p.read_text() for p in pytester.path.glob("devices-*.txt")}
+    expected = {"devices-gw0.txt": "CUDA_VISIBLE_DEVICES=0,1",
+                "devices-gw1.txt": "CUDA_VISIBLE_DEVICES=2,3"}
+    assert files == expected  # one server group per worker, each with its own GPUs
