@@ -30,6 +30,19 @@ _VERSIONS = (
 )
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies
+    (a killed xdist worker or pytest must not leave servers behind)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -112,6 +125,7 @@ class LocalLauncher(Launcher):
         with log.open("ab") as sink:
             proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_die_with_parent,
                                     env={**clean_env(), **backend.env(),
                                          **gpu_env(settings.gpus_per_worker,
                                                    settings.worker_index)})

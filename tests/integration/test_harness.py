@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -364,3 +365,41 @@ def test_gpus_per_worker_sets_each_workers_server_devices(pytester: pytest.Pytes
     expected = {"devices-gw0.txt": "CUDA_VISIBLE_DEVICES=0,1",
                 "devices-gw1.txt": "CUDA_VISIBLE_DEVICES=2,3"}
     assert files == expected  # one server group per worker, each with its own GPUs
+
+
+@pytest.mark.server
+def test_killed_worker_loses_nothing_and_takes_its_server_along(
+        pytester: pytest.Pytester) -> None:
+    _page_manifest(pytester, 6)
+    with running_stub(StubScript(default_answer="a")) as url:
+        setup_suite(pytester, "model,task,backend,concurrency\ntiny,vqa,hf,1\n"
+                              "remote,vqa,openai,1\n",
+                    models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
+                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        pytester.makeconftest(
+            "import os, signal\n"
+            "from pathlib import Path\n"
+            "from pytest_vlmhb.plugin import RUNTIME\n"
+            "def pytest_runtest_teardown(item):\n"
+            "    marker = Path('killed.pid')\n"
+            "    if item.name.endswith('tiny:vqa:hf/s2]') and not marker.exists():\n"
+            "        marker.write_text(str(item.config.stash[RUNTIME].pool.current.pid))\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n")
+        result = run(pytester, "-n", "2")
+    server_pid = int((pytester.path / "killed.pid").read_text())
+    result.stdout.fnmatch_lines(["*worker*crashed*"])
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{server_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status = Path(f"/proc/{server_pid}/status")
+    assert not status.exists() or "zombie" in status.read_text(), "server outlived its worker"
+    rows = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
+    hf = {r["sample_id"]: r for r in rows if r["case_id"] == "tiny:vqa:hf"}
+    assert {"s0", "s1", "s2"} <= set(hf)  # completed before the crash: kept
+    assert set(hf) == {f"s{i}" for i in range(6)}  # the rest re-run by the new worker
+    remote = [r for r in rows if r["case_id"] == "remote:vqa:openai"]
+    assert len(remote) == 6 and all(r["answer"] == "a" for r in remote)
+    outcomes = result.parseoutcomes()
+    # Every sample is accounted for: answered, re-run by the replacement worker,
+    # or reported as failed; none silently dropped.
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 12
