@@ -30,3 +30,14 @@ def test_missing_config_file_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = pytester.runpytest("--vlmhb-config=nope.csv")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*nope.csv: file not found*"])
+
+
+def test_explicit_incompatible_dist_mode_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "models.csv").write_text("name,source\nm,builtin:tiny-idefics3\n")
+    (pytester.path / "tasks.csv").write_text("name,type,data\nt,docvqa,builtin:synthetic-docs\n")
+    (pytester.path / "user_config.csv").write_text("model,task,backend\nm,t,hf\n")
+    result = pytester.runpytest_subprocess("--vlmhb-config=user_config.csv", "-n", "2",
+                                           "--dist=load")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--dist=load would split a server's samples across workers;"
+                                 " use --dist=loadgroup*"])
