@@ -188,6 +188,10 @@ class CaseRun:
         self.done = loop.submit(self._dispatch_all())
 
     def body(self, sample: Sample) -> dict[str, Any]:
+        folder = sample.manifest.parent.resolve()
+        if not sample.image.resolve().is_relative_to(folder):
+            raise SampleError(f"{sample.manifest}:{sample.line}: image path {sample.image} "
+                              f"escapes the dataset folder {folder}")
         return {
             "model": self.server.served_name,
             "messages": [{"role": "user", "content": [

@@ -403,3 +403,20 @@ def test_killed_worker_loses_nothing_and_takes_its_server_along(
     # Every sample is accounted for: answered, re-run by the replacement worker,
     # or reported as failed; none silently dropped.
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 12
+
+
+def test_image_path_escaping_the_dataset_folder_fails_its_item(
+        pytester: pytest.Pytester) -> None:
+    _page_manifest(pytester, 2)
+    (pytester.path / "secret.png").write_bytes((pytester.path / "data" / "p.png").read_bytes())
+    manifest = pytester.path / "data" / "m.jsonl"
+    manifest.write_text(manifest.read_text() + json.dumps(
+        {"id": "sneaky", "image": "../secret.png", "question": "Q?", "answers": ["a"]}) + "\n")
+    with running_stub(StubScript(default_answer="a")) as url:
+        setup_suite(pytester, "model,task,backend\nremote,vqa,openai\n",
+                    models=f"name,source,endpoint\nremote,x,{url}\n",
+                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        result = run(pytester)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*m.jsonl:3: image path *secret.png escapes the dataset "
+                                 "folder*"])
