@@ -147,3 +147,18 @@ def test_model_requirements_override_the_backend_venv_spec(
     with pytest.raises(RuntimeError, match="stop here"):
         local.LocalLauncher().start(VLLMBackend(), case.model, settings, print)
     assert seen["requirements"] == ["vllm==0.11.0", "torch==2.8.0"]
+
+
+def test_bom_prefixed_csv_loads_and_non_utf8_is_named(tmp_path: Path) -> None:
+    settings = write_suite(tmp_path)
+    (tmp_path / "user_config.csv").write_bytes(b"\xef\xbb\xbf" + CONFIG.encode())
+    assert [c.id for c in load_plan(settings).cases] == ["m1:vqa:hf"]
+    latin1 = "model,task,backend\nm\xe9,vqa,hf\n".encode("latin-1")
+    (tmp_path / "user_config.csv").write_bytes(latin1)
+    err = error_of(settings)
+    assert err.file == tmp_path / "user_config.csv" and "not UTF-8" in str(err)
+
+
+def test_empty_manifest_is_named(tmp_path: Path) -> None:
+    err = error_of(write_suite(tmp_path, manifest=[]))
+    assert "vqa.jsonl" in str(err) and "no samples" in str(err)
