@@ -420,3 +420,23 @@ def test_image_path_escaping_the_dataset_folder_fails_its_item(
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*m.jsonl:3: image path *secret.png escapes the dataset "
                                  "folder*"])
+
+
+@pytest.mark.server
+def test_resume_and_baseline_on_the_real_hf_server(pytester: pytest.Pytester) -> None:
+    setup_suite(pytester, "model,task,backend\ntiny,vqa,hf\n")
+    run(pytester, "--vlmhb-limit=3").assert_outcomes(passed=3)
+    out = pytester.path / "vlmhb-results"
+    first = read_csv(out / "answers.csv")
+    (pytester.path / "base.csv").write_bytes((out / "metrics.csv").read_bytes())
+    # Everything stored: resuming answers from the store without starting the server.
+    resumed = run(pytester, "--vlmhb-limit=3", "--vlmhb-resume", "--vlmhb-baseline=base.csv",
+                  "--vlmhb-max-score-drop=0")
+    resumed.assert_outcomes(passed=3 + 2)  # samples + baseline gates for anls, exact_match
+    assert "starting hf server" not in resumed.stdout.str()
+    assert read_csv(out / "answers.csv") == first
+    report = (out / "report.md").read_text()
+    assert "Resumed: 3 of 3 samples reused" in report
+    assert "| tiny:vqa:hf | anls | 0 | 0 | 0 | compared |" in report
+    doc = json.loads((out / "benchmark.json").read_text())
+    assert {b["name"] for b in doc["benchmarks"]} == {"ttft[tiny:vqa:hf]", "e2e[tiny:vqa:hf]"}
