@@ -13,6 +13,13 @@ _ROW = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 _NAME = r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.:@+/ -]*$"
 
 
+def _split_semicolons(value: object) -> object:
+    """A ``;``-separated CSV cell -> tuple of its non-empty, stripped items."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(";") if item.strip())
+    return value
+
+
 class ModelRow(BaseModel):
     """One row of models.csv."""
 
@@ -26,12 +33,8 @@ class ModelRow(BaseModel):
     server_args: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
 
-    @field_validator("requirements", mode="before")
-    @classmethod
-    def _split_requirements(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(r.strip() for r in value.split(";") if r.strip())
-        return value
+    _split_requirements = field_validator("requirements", mode="before")(
+        lambda value: _split_semicolons(value))
 
     @field_validator("server_args", mode="before")
     @classmethod
@@ -60,12 +63,8 @@ class TaskRow(BaseModel):
     metrics: tuple[str, ...] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
 
-    @field_validator("metrics", mode="before")
-    @classmethod
-    def _split_metrics(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(m.strip() for m in value.split(";") if m.strip())
-        return value
+    _split_metrics = field_validator("metrics", mode="before")(
+        lambda value: _split_semicolons(value))
 
 
 THRESHOLD_PREFIXES = ("min_", "max_")

@@ -23,6 +23,7 @@ from .backends.base import Backend
 from .cases import Plan
 from .client import Completion, stream_chat
 from .config import Case, Settings
+from .envs import Progress
 from .errors import SampleError, ServerError, VlmhbError
 from .images import image_data_url
 from .launchers.base import Launcher, RunningServer
@@ -32,7 +33,6 @@ from .store import ResultStore, load_records, record_key
 from .tasks.manifest import Sample
 
 T = TypeVar("T")
-Progress = Callable[[str], None]
 
 
 class LoopThread:
