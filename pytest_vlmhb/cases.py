@@ -189,6 +189,8 @@ def load_cases(settings: Settings) -> list[Case]:
             concurrency=row.concurrency, max_tokens=row.max_tokens or task.max_tokens,
             temperature=row.temperature,
             limit=_min_limit(row.limit, settings.limit), request_params=row.request_params,
+            request_timeout=row.request_timeout or settings.request_timeout,
+            max_retries=row.max_retries, max_restarts=row.max_restarts,
             thresholds=_thresholds(raw, task.metrics, path, line),
             source_file=path, source_line=line,
         ))

@@ -18,6 +18,13 @@ import aiohttp
 
 from .errors import ServerError
 
+#: HTTP statuses that say "try again later": rate limited, or busy/starting up.
+RETRYABLE_STATUSES = frozenset({429, 503})
+
+
+class RetryableError(ServerError):
+    """A request that may succeed if sent again: connection error, 429 or 503."""
+
 
 @dataclass
 class Completion:
@@ -96,7 +103,8 @@ async def stream_chat(
     try:
         async with session.post(url, json=payload, headers=headers, timeout=timeout) as resp:
             if resp.status != 200:
-                raise ServerError(_error_message(resp.status, await resp.read()))
+                error = (RetryableError if resp.status in RETRYABLE_STATUSES else ServerError)
+                raise error(_error_message(resp.status, await resp.read()))
             buffer = b""
             async for raw in resp.content:
                 buffer += raw
@@ -114,6 +122,9 @@ async def stream_chat(
                 _absorb(chunk, out, time.perf_counter(), start, last)
     except TimeoutError:
         raise ServerError(f"request timed out after {timeout_s:g} s") from None
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        # A refused, reset or dropped connection, also one cut mid-stream.
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from None
     except aiohttp.ClientError as exc:
         raise ServerError(f"{type(exc).__name__}: {exc}") from None
     except json.JSONDecodeError as exc:

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from .cases import Plan
-from .records import gate_failure, summarize_case
-from .report import GateResult
+from .report import gate_result
 from .runner import Runtime
 
 SAMPLE_FIXTURE = "vlmhb_sample"
@@ -157,13 +156,10 @@ class GateCheck:
         case = self.runtime.plan.case(self.param.case_id)
         threshold = next(t for t in case.thresholds if t.name == self.param.threshold)
         records = self.runtime.records.get(case.id, [])
-        row = summarize_case(case, records, self.runtime.case_info.get(case.id))
-        failure = (f"no sample of case {case.id} ran in this session" if not records
-                   else gate_failure(row, threshold.column, threshold.bound, threshold.value))
-        self.item.user_properties.append((threshold.column, json.dumps(row.get(threshold.column))))
-        self.item.stash[self._gate_key] = GateResult(
-            case.id, threshold.name, failure is None,
-            failure or f"{threshold.column} {row.get(threshold.column)} meets {threshold.name} "
-                       f"{threshold.value:g}")
+        result, value = gate_result(case, threshold, records,
+                                    self.runtime.case_info.get(case.id))
+        self.item.user_properties.append((threshold.column, json.dumps(value)))
+        self.item.stash[self._gate_key] = result
+        failure = None if result.passed else result.message
         if failure:
             pytest.fail(failure, pytrace=False)

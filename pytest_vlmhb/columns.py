@@ -6,14 +6,16 @@ from collections.abc import Iterable
 
 ANSWER_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher", "sample_id")
 ANSWER_TIMING_COLUMNS = (
-    "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens", "finish_reason", "error",
+    "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens", "finish_reason",
+    "retries", "error",
 )
 CASE_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher")
-CASE_COUNT_COLUMNS = ("n", "errors")
+CASE_COUNT_COLUMNS = ("n", "errors", "retries", "server_restarts")
 CASE_PERF_COLUMNS = (
     "ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "ttft_p99_ms",
     "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "tpot_mean_ms",
-    "requests_per_s", "output_tokens_per_s", "peak_memory_mb",
+    "requests_per_s", "output_tokens_per_s", "peak_memory_mb", "container_peak_memory_mb",
+    "gpu_peak_memory_mb",
 )
 # The server's own view of the case, from its /metrics (empty where the
 # backend exposes no such figure): a cross-check of the client's numbers.

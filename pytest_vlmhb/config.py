@@ -85,6 +85,12 @@ class CaseRow(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     limit: int | None = Field(default=None, ge=0)
     request_params: dict[str, Any] = Field(default_factory=dict)
+    #: Seconds one request may take (default: --vlmhb-request-timeout).
+    request_timeout: float | None = Field(default=None, gt=0)
+    #: Retries of a request after a connection error, HTTP 429 or HTTP 503.
+    max_retries: int = Field(default=2, ge=0, le=20)
+    #: Restarts of a server that died during the case before its samples fail.
+    max_restarts: int = Field(default=0, ge=0, le=10)
 
     @field_validator("request_params", mode="before")
     @classmethod
@@ -163,6 +169,9 @@ class Case(BaseModel):
     temperature: float
     limit: int | None
     request_params: dict[str, Any]
+    request_timeout: float
+    max_retries: int
+    max_restarts: int
     thresholds: tuple[Threshold, ...]
     source_file: Path
     source_line: int
@@ -193,6 +202,7 @@ class Settings(BaseModel):
     startup_timeout: float
     request_timeout: float
     resume: bool = False
+    rebuild_reports: bool = False
     baseline: Path | None = None
     max_score_drop: float | None = None
     max_latency_increase: float | None = None  # a fraction: 0.1 means +10%

@@ -39,6 +39,10 @@ def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("vlmhb", "VLMHyperBench")
     group.addoption("--vlmhb-resume", dest="vlmhb_resume", action="store_true", default=False,
                     help="reuse stored answers whose key matches; send only the rest")
+    group.addoption("--vlmhb-rebuild-reports", dest="vlmhb_rebuild_reports",
+                    action="store_true", default=False,
+                    help="run nothing: rewrite answers.csv, metrics.csv and report.md "
+                         "from the results store in the output dir")
     for name, _kind, default, help_text in _OPTIONS:
         dest = "vlmhb_" + name.replace("-", "_")
         shown = f" (default: {default})" if default is not None else ""
@@ -78,4 +82,5 @@ def settings_from(config: pytest.Config) -> Settings:
     workerinput = getattr(config, "workerinput", None)
     worker_index = int(str(workerinput["workerid"]).removeprefix("gw")) if workerinput else 0
     return Settings(**values, resume=bool(config.getoption("vlmhb_resume")),
+                    rebuild_reports=bool(config.getoption("vlmhb_rebuild_reports")),
                     worker_index=worker_index)

@@ -14,9 +14,10 @@ from .cases import Plan, load_plan
 from .config import Settings
 from .errors import ConfigError
 from .options import register, settings_from
+from .rebuild import results_from_store
 from .report import GateResult, RunResults, summary_lines, write_outputs
 from .runner import Runtime
-from .store import set_aside
+from .store import STORE_DIR, set_aside
 
 SETTINGS = pytest.StashKey[Settings]()
 PLAN = pytest.StashKey[Plan]()
@@ -93,7 +94,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
     config.stash[PLAN] = plan
-    if not hasattr(config, "workerinput") and not settings.resume:
+    if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
+        raise pytest.UsageError(f"vlmhb: --vlmhb-rebuild-reports: no results store in "
+                                f"{settings.output / STORE_DIR}")
+    if not hasattr(config, "workerinput") and not (settings.resume or settings.rebuild_reports):
         previous = set_aside(settings.output)
         if previous is not None:
             _progress(config)(f"previous results kept in {previous} (use --vlmhb-resume to "
@@ -110,7 +114,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     plan = config.stash.get(PLAN, None)
-    if plan is not None:
+    if plan is not None and config.stash[SETTINGS].rebuild_reports:
+        config.hook.pytest_deselected(items=list(items))  # the store has the answers
+        items[:] = []
+    elif plan is not None:
         kept, unused = collect.split_unparametrized(items)
         if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
             config.hook.pytest_deselected(items=unused)
@@ -184,6 +191,9 @@ class ResultsCollector:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        settings = self.config.stash[SETTINGS]
+        if settings.rebuild_reports:
+            self.results = results_from_store(self.config.stash[PLAN], settings.output)
         if self.results.records:
             self.rows = write_outputs(self.config.stash[SETTINGS].output,
                                       self.config.stash[PLAN], self.results)

@@ -29,8 +29,8 @@ def metric(name: str) -> Metric:
 
 
 def make_record(case: Case, sample: Sample, completion: Completion | None,
-                error: str | None) -> Record:
-    """Score one sample: its answer, each metric, and its timings."""
+                error: str | None, retries: int = 0) -> Record:
+    """Score one sample: its answer, each metric, its timings and retries."""
     scores: dict[str, float | None] = {}
     stats: dict[str, dict[str, float]] = {}
     for name in case.task.metrics:
@@ -50,6 +50,7 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
         "finish_reason": c.finish_reason, "token_ids": c.token_ids, "error": error,
         "sent_at": c.sent_at or None, "finished_at": c.finished_at or None,
+        "retries": retries,
     }
 
 
@@ -89,6 +90,8 @@ def summarize_case(case: Case, records: Sequence[Record],
         "case_id": case.id, "model": case.model.name, "task": case.task.name,
         "backend": case.backend, "launcher": case.launcher,
         "n": len(records), "errors": len(records) - len(ok),
+        "retries": sum(r.get("retries") or 0 for r in records),
+        "server_restarts": (case_info or {}).get("server_restarts") or 0,
     }
     for name in case.task.metrics:
         row[name] = _round(metric(name).aggregate([r["stats"][name] for r in records]))
@@ -107,13 +110,22 @@ def summarize_case(case: Case, records: Sequence[Record],
     row["requests_per_s"] = _round(len(ok) / span, 3) if span > 0 else None
     row["output_tokens_per_s"] = _round(tokens / span, 3) if span > 0 else None
     info = case_info or {}
-    peak = info.get("peak_memory_bytes")
-    row["peak_memory_mb"] = _round(peak / 2**20, 1) if peak else None
+    for column, key in PEAK_COLUMNS.items():
+        peak = info.get(key)
+        row[column] = _round(peak / 2**20, 1) if peak else None
     row["client_completion_tokens"] = tokens
     row["server_generation_tokens"] = info.get("server_generation_tokens")
     row["server_ttft_mean_ms"] = _round(info.get("server_ttft_mean_ms"), 3)
     row["server_max_running"] = info.get("server_max_running")
     return row
+
+
+#: metrics.csv peak columns (MiB) and the case-info figures (bytes) they come from.
+PEAK_COLUMNS = {
+    "peak_memory_mb": "peak_memory_bytes",  # the server's own report (HF wrapper)
+    "container_peak_memory_mb": "container_peak_memory_bytes",  # docker stats
+    "gpu_peak_memory_mb": "gpu_peak_memory_bytes",  # NVML
+}
 
 
 def token_mismatch(row: Mapping[str, Any]) -> str | None:

@@ -17,8 +17,8 @@ from .baseline import LATENCY_COLUMNS, comparison_rows
 from .benchjson import write_benchmark_json
 from .cases import Plan
 from .columns import answer_columns, case_columns
-from .config import Case
-from .records import Record, summarize_case, token_mismatch
+from .config import Case, Threshold
+from .records import Record, gate_failure, summarize_case, token_mismatch
 
 
 @dataclass
@@ -27,6 +27,18 @@ class GateResult:
     threshold: str
     passed: bool
     message: str
+
+
+def gate_result(case: Case, threshold: Threshold, records: Sequence[Record],
+                case_info: Mapping[str, Any] | None) -> tuple[GateResult, Any]:
+    """One threshold checked against the case's records; also the value checked."""
+    row = summarize_case(case, records, case_info)
+    value = row.get(threshold.column)
+    failure = (f"no sample of case {case.id} ran in this session" if not records
+               else gate_failure(row, threshold.column, threshold.bound, threshold.value))
+    message = failure or (f"{threshold.column} {value} meets {threshold.name} "
+                          f"{threshold.value:g}")
+    return GateResult(case.id, threshold.name, failure is None, message), value
 
 
 @dataclass

@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from . import registry
 from .backends.base import Backend
 from .cases import Plan
-from .client import Completion, stream_chat
+from .client import Completion, RetryableError, stream_chat
 from .config import Case, Settings
 from .envs import Progress
 from .errors import SampleError, ServerError, VlmhbError
@@ -29,7 +35,7 @@ from .images import image_data_url
 from .launchers.base import Launcher, RunningServer
 from .launchers.local import log_tail
 from .records import Record, make_record, rescore
-from .store import ResultStore, load_records, record_key
+from .store import ResultStore, case_info_entry, load_records, record_key
 from .tasks.manifest import Sample
 
 T = TypeVar("T")
@@ -79,6 +85,12 @@ class ServerPool:
             raise error from None
         self._key = key
         return self._server
+
+    def restart(self, case: Case) -> RunningServer:
+        """Stop the case's (dead) server and start a fresh one."""
+        self.progress(f"restarting server {case.server_key}")
+        self.stop()
+        return self.get(case)
 
     @property
     def current(self) -> RunningServer | None:
@@ -172,16 +184,28 @@ class ServerWatch:
 
 @dataclass
 class CaseRun:
-    """Dispatch of one case's samples; items collect their results from it."""
+    """Dispatch of one case's samples; items collect their results from it.
+
+    A request that fails with a connection error, 429 or 503 is sent again
+    (``max_retries``, exponential backoff with full jitter) unless the server died;
+    a dead server fails the case's remaining samples at once, or is restarted
+    up to ``max_restarts`` times and the samples carry on.
+    """
 
     case: Case
     samples: Sequence[Sample]
     server: RunningServer
     backend: Backend
-    request_timeout: float
+    #: Starts a fresh server for this case (stopping the dead one); None: no restarts.
+    restart: Callable[[], RunningServer] | None = None
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0
     done: concurrent.futures.Future[dict[str, Any]] | None = None
     poll_interval_s: float = 0.25
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 8.0
+    _restart_lock: asyncio.Lock | None = None
 
     def start(self, loop: LoopThread) -> None:
         self.futures = {s.id: concurrent.futures.Future() for s in self.samples}
@@ -204,59 +228,116 @@ class CaseRun:
             **self.case.request_params,
         }
 
-    def _death(self) -> ServerError | None:
+    def _death(self, server: RunningServer | None = None) -> ServerError | None:
         """A ServerError with exit code and log tail if the server has died."""
-        code = self.server.exit_code()
+        server = server or self.server
+        code = server.exit_code()
         if code is None:
             return None
-        tail = log_tail(self.server.log_path) if self.server.log_path else "(no log)"
+        tail = log_tail(server.log_path) if server.log_path else "(no log)"
         return ServerError(f"the server exited with code {code} during case {self.case.id}; "
-                           f"log {self.server.log_path}:\n{tail}")
+                           f"log {server.log_path}:\n{tail}")
 
-    async def _death_within(self, seconds: float) -> ServerError | None:
+    async def _death_within(self, server: RunningServer, seconds: float) -> ServerError | None:
         """After a failed request: give a dying server a moment to be reaped."""
         for _ in range(max(1, int(seconds / 0.05))):
-            dead = self._death()
+            dead = self._death(server)
             if dead is not None:
                 return dead
             await asyncio.sleep(0.05)
         return None
 
+    async def _replace(self, dead_server: RunningServer) -> bool:
+        """Restart the case's server after ``dead_server`` died; False if out of restarts."""
+        assert self._restart_lock is not None
+        async with self._restart_lock:
+            if self.server is not dead_server:
+                return True  # another request already restarted it
+            if self.restart is None or self.restarts >= self.case.max_restarts:
+                return False
+            self.restarts += 1
+            try:
+                self.server = await asyncio.to_thread(self.restart)
+            except VlmhbError:
+                self.restarts = self.case.max_restarts  # a server that cannot start: give up
+                return False
+            return True
+
+    async def _send(self, session: aiohttp.ClientSession, sample: Sample,
+                    server: RunningServer) -> Completion:
+        """One sample's request, retried on connection errors, 429 and 503."""
+        body = await asyncio.to_thread(self.body, sample)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.case.max_retries + 1),
+            wait=wait_random_exponential(multiplier=self.retry_initial_s, max=self.retry_max_s),
+            retry=retry_if_exception_type(RetryableError), reraise=True)
+        completion: Completion | None = None
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    self.retries[sample.id] = attempt.retry_state.attempt_number - 1
+                    try:
+                        completion = await stream_chat(
+                            session, server.base_url + "/chat/completions", body,
+                            server.headers, self.case.request_timeout)
+                    except RetryableError:
+                        dead = await self._death_within(server, 0.5)
+                        if dead is not None:
+                            raise dead from None  # not worth a retry
+                        raise
+        except RetryableError as exc:
+            if self.case.max_retries:
+                raise RetryableError(f"{exc} (gave up after {self.case.max_retries} "
+                                     "retries)") from None
+            raise
+        assert completion is not None
+        return completion
+
     async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
                    sample: Sample) -> None:
         future = self.futures[sample.id]
         async with sem:
-            try:
-                dead = self._death()
-                if dead is not None:  # fail the rest of the case at once
-                    raise dead
-                body = await asyncio.to_thread(self.body, sample)
-                completion = await stream_chat(
-                    session, self.server.base_url + "/chat/completions", body,
-                    self.server.headers, self.request_timeout)
-            except ServerError as exc:
-                future.set_exception(await self._death_within(0.5) or exc)
-            except VlmhbError as exc:
-                future.set_exception(exc)
-            except Exception as exc:  # an unexpected bug must not hang the item
-                future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
-            else:
-                future.set_result(completion)
+            while True:
+                server = self.server
+                try:
+                    dead = self._death(server)
+                    if dead is not None:  # fail the rest of the case at once
+                        raise dead
+                    completion = await self._send(session, sample, server)
+                except ServerError as exc:
+                    dead = self._death(server) or await self._death_within(server, 0.5)
+                    if dead is not None and await self._replace(server):
+                        continue  # the same sample again, on the fresh server
+                    future.set_exception(dead or exc)
+                except VlmhbError as exc:
+                    future.set_exception(exc)
+                except Exception as exc:  # an unexpected bug must not hang the item
+                    future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
+                else:
+                    future.set_result(completion)
+                return
 
-    async def _watch(self, session: aiohttp.ClientSession, url: str, watch: ServerWatch,
+    def _metrics_url(self) -> str | None:
+        path = self.backend.metrics_path
+        return self.server.root_url + path if path and self.backend.server_metrics else None
+
+    async def _watch(self, session: aiohttp.ClientSession, watch: ServerWatch,
                      stop: asyncio.Event) -> None:
         """Sample the server's gauges while the case runs."""
         while not stop.is_set():
-            watch.observe(await fetch_metrics_text(session, url))
+            url = self._metrics_url()
+            if url:
+                watch.observe(await fetch_metrics_text(session, url))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_interval_s)
 
     async def _dispatch_all(self) -> dict[str, Any]:
+        self._restart_lock = asyncio.Lock()
         sem = asyncio.Semaphore(self.case.concurrency)
         connector = aiohttp.TCPConnector(limit=0)
         watch = ServerWatch(self.backend.server_metrics)
-        metrics_url = (self.server.root_url + self.backend.metrics_path
-                       if self.backend.metrics_path and watch.names else None)
+        metrics_url = self._metrics_url()
+        self.server.take_peaks()  # start this case's peaks afresh
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
                 stop = asyncio.Event()
@@ -264,19 +345,20 @@ class CaseRun:
                 if metrics_url:
                     watch.before = await scrape_metrics(session, metrics_url)
                     if "running" in watch.names:
-                        watcher = asyncio.create_task(
-                            self._watch(session, metrics_url, watch, stop))
+                        watcher = asyncio.create_task(self._watch(session, watch, stop))
                 await asyncio.gather(*(self._one(session, sem, s) for s in self.samples))
                 stop.set()
                 if watcher is not None:
                     await watcher
-                if metrics_url:
+                if metrics_url and not self.restarts:
+                    # After a restart the counters began again at zero: no deltas.
                     watch.after = await scrape_metrics(session, metrics_url)
         finally:
             for future in self.futures.values():
                 if not future.done():
                     future.set_exception(ServerError("dispatcher stopped"))
-        return watch.summary()
+        return {**watch.summary(), **self.server.take_peaks(),
+                "server_restarts": self.restarts}
 
     def wait(self, sample_id: str) -> Completion:
         return self.futures[sample_id].result()
@@ -314,7 +396,8 @@ class Runtime:
             wanted = {sid for sid in sample_ids
                       if record_key(case, self.plan.sample(case.id, sid)) not in self.reusable}
             samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
-            run = CaseRun(case, samples, server, backend, self.settings.request_timeout)
+            run = CaseRun(case, samples, server, backend,
+                          restart=lambda: self.pool.restart(case))
             if self.loop is None:
                 self.loop = LoopThread()
             run.start(self.loop)
@@ -342,12 +425,14 @@ class Runtime:
             return record, None
         completion: Completion | None = None
         error: str | None = None
+        run: CaseRun | None = None
         try:
             run = self.runs.get(case_id) or self._case_run(case, scheduled())
             completion = run.wait(sample_id)
         except (SampleError, ServerError) as exc:
             error = str(exc)
-        record = make_record(case, sample, completion, error)
+        record = make_record(case, sample, completion, error,
+                             retries=run.retries.get(sample_id, 0) if run else 0)
         record["key"] = key
         self._store(record)
         info = None
@@ -357,6 +442,7 @@ class Runtime:
             if not remaining:
                 info = self.runs[case_id].finish()
                 self.case_info[case_id] = info
+                self.store.append(case_info_entry(case_id, info))
         return record, info
 
     def _store(self, record: Record) -> None:

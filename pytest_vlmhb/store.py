@@ -45,18 +45,37 @@ def set_aside(output: Path) -> Path | None:
     return target
 
 
-def load_records(output: Path) -> dict[str, Record]:
-    """Stored records by key (the last one wins); a torn last line is skipped."""
-    records: dict[str, Record] = {}
+def case_info_entry(case_id: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A store line holding a finished case's server figures (no ``key``)."""
+    return {"case_info": info, "case_id": case_id}
+
+
+def load_case_info(output: Path) -> dict[str, dict[str, Any]]:
+    """Stored case figures by case id (the last one wins)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in _entries(output):
+        if isinstance(entry.get("case_info"), dict) and entry.get("case_id"):
+            out[entry["case_id"]] = entry["case_info"]
+    return out
+
+
+def _entries(output: Path) -> list[dict[str, Any]]:
+    """Every whole JSON object line of the store; a torn last line is skipped."""
+    entries = []
     for path in sorted((output / STORE_DIR).glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut short by a killed process
-            if isinstance(entry, dict) and entry.get("key"):
-                records[entry["key"]] = entry
-    return records
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
+
+
+def load_records(output: Path) -> dict[str, Record]:
+    """Stored records by key (the last one wins); a torn last line is skipped."""
+    return {entry["key"]: entry for entry in _entries(output) if entry.get("key")}
 
 
 class ResultStore:

@@ -29,6 +29,9 @@ class StubScript:
     status: int = 200
     send_usage: bool = True
     required_key: str | None = None
+    #: Scripted failures of the first requests, in order: an HTTP status, or 0 for
+    #: a connection dropped before any response.
+    fail_first: list[int] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -48,6 +51,14 @@ def make_app(script: StubScript) -> web.Application:
         if script.required_key and request.headers.get("Authorization") != (
                 f"Bearer {script.required_key}"):
             return web.json_response({"error": {"message": "bad key"}}, status=401)
+        if script.fail_first:
+            status = script.fail_first.pop(0)
+            if status == 0:
+                assert request.transport is not None
+                request.transport.close()  # the client sees a dropped connection
+                return web.Response(status=500)
+            return web.json_response({"error": {"message": f"scripted {status}"}},
+                                     status=status)
         if script.status != 200:
             return web.json_response({"error": {"message": "scripted failure"}},
                                      status=script.status)

@@ -26,6 +26,9 @@ class RunningServer:
     #: The server's exit code once it has died (None while running or unknown).
     exit_code: Callable[[], int | None] = lambda: None
     pid: int | None = None
+    #: Resource peaks since the previous call (e.g. ``container_peak_memory_bytes``,
+    #: ``gpu_peak_memory_bytes``); the runner calls it at the start and end of a case.
+    take_peaks: Callable[[], dict[str, float]] = lambda: {}
 
 
 class Launcher:
