@@ -15,6 +15,7 @@ from .config import Settings
 from .errors import ConfigError
 from .options import register, settings_from
 from .rebuild import results_from_store
+from .redact import redact, register_env
 from .report import GateResult, RunResults, summary_lines, write_outputs
 from .runner import Runtime
 from .store import STORE_DIR, set_aside
@@ -39,6 +40,7 @@ def _worker_id(config: pytest.Config) -> str:
 def _progress(config: pytest.Config) -> Any:
     """A line printer that shows through pytest's output capture (like live logs)."""
     def say(message: str) -> None:
+        message = redact(message)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
         if reporter is None or hasattr(config, "workerinput"):
@@ -94,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
     config.stash[PLAN] = plan
+    register_env(c.model.api_key_env for c in plan.cases if c.model.api_key_env)
     if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
         raise pytest.UsageError(f"vlmhb: --vlmhb-rebuild-reports: no results store in "
                                 f"{settings.output / STORE_DIR}")

@@ -14,6 +14,7 @@ from . import registry
 from .client import Completion
 from .config import Case
 from .metrics.base import Metric
+from .redact import redact
 from .tasks.manifest import Sample
 
 Record = dict[str, Any]
@@ -43,12 +44,13 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
     return {
         "case_id": case.id, "model": case.model.name, "task": case.task.name,
         "backend": case.backend, "launcher": case.launcher, "sample_id": sample.id,
-        "prompt": sample.prompt, "answer": c.text if completion else None,
+        "prompt": sample.prompt, "answer": redact(c.text) if completion else None,
         "reference": sample.reference, "scores": scores, "stats": stats,
         "ttft_ms": _ms(c.ttft_s), "tpot_ms": _ms(c.tpot_s), "e2e_ms": _ms(c.e2e_s),
         "itl_ms": [_ms(x) for x in c.itl_s],
         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-        "finish_reason": c.finish_reason, "token_ids": c.token_ids, "error": error,
+        "finish_reason": c.finish_reason, "token_ids": c.token_ids,
+        "error": redact(error) if error else None,
         "sent_at": c.sent_at or None, "finished_at": c.finished_at or None,
         "retries": retries,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import platform
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case, Threshold
 from .records import Record, gate_failure, summarize_case, token_mismatch
+from .redact import redact
 
 
 @dataclass
@@ -82,11 +84,13 @@ def case_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as sink:
-        writer = csv.DictWriter(sink, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(row.get(k)) for k in columns})
+    """A CSV file with known secrets masked."""
+    sink = io.StringIO(newline="")
+    writer = csv.DictWriter(sink, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    path.write_text(redact(sink.getvalue()), encoding="utf-8", newline="")
 
 
 def answer_row(record: Record) -> dict[str, Any]:
@@ -240,7 +244,8 @@ def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[st
     write_csv(output / "answers.csv", answer_columns(metric_names), answers)
     rows = case_rows(plan, results)
     write_csv(output / "metrics.csv", case_columns(metric_names), rows)
-    (output / "report.md").write_text(render_report(plan, results, rows), encoding="utf-8")
+    (output / "report.md").write_text(redact(render_report(plan, results, rows)),
+                                      encoding="utf-8")
     write_benchmark_json(output / "benchmark.json", ordered_records(plan, results))
     return rows
 

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from .config import Case
 from .records import Record
+from .redact import redact
 from .tasks.manifest import Sample
 
 STORE_DIR = "results"
@@ -89,7 +90,7 @@ class ResultStore:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._file.write(redact(json.dumps(entry, ensure_ascii=False)) + "\n")
         self._file.flush()
 
     def close(self) -> None:

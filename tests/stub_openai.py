@@ -50,7 +50,10 @@ def make_app(script: StubScript) -> web.Application:
         script.headers.append(dict(request.headers))
         if script.required_key and request.headers.get("Authorization") != (
                 f"Bearer {script.required_key}"):
-            return web.json_response({"error": {"message": "bad key"}}, status=401)
+            # Like some real servers, echo what was sent: the harness must mask it.
+            sent = request.headers.get("Authorization", "")
+            return web.json_response({"error": {"message": f"invalid key {sent!r}"}},
+                                     status=401)
         if script.fail_first:
             status = script.fail_first.pop(0)
             if status == 0:

@@ -30,6 +30,8 @@ class Backend:
     name: ClassVar[str]
     health_path: ClassVar[str] = "/health"
     metrics_path: ClassVar[str | None] = "/metrics"
+    #: The environment variable the server reads its required API key from.
+    api_key_env_var: ClassVar[str | None] = None
 
     def requirements(self) -> list[str]:
         """pip requirement specifiers of the backend's own venv."""

@@ -12,6 +12,7 @@ class HFBackend(Backend):
     """transformers ``generate`` served by the plugin's FastAPI wrapper."""
 
     name = "hf"
+    api_key_env_var = "VLMHB_API_KEY"  # read by pytest_vlmhb.server
     server_metrics: ClassVar[dict[str, str]] = {
         "generation_tokens": "vlmhb_generation_tokens_total",
         "running": "vlmhb_requests_running",

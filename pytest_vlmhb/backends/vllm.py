@@ -17,6 +17,7 @@ class VLLMBackend(Backend):
     """``python -m vllm.entrypoints.openai.api_server`` in its own venv."""
 
     name = "vllm"
+    api_key_env_var = "VLLM_API_KEY"
     server_metrics: ClassVar[dict[str, str]] = {
         "generation_tokens": "vllm:generation_tokens_total",
         "running": "vllm:num_requests_running",

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from ..backends.base import Backend
 from ..config import ModelSpec, Settings
 from ..envs import Progress
-from ..errors import ServerError
-from .base import Launcher, RunningServer
+from .base import Launcher, RunningServer, api_key
 
 
 class ExternalLauncher(Launcher):
@@ -19,13 +16,8 @@ class ExternalLauncher(Launcher):
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:
         assert model.endpoint is not None
-        headers = {}
-        if model.api_key_env:
-            key = os.environ.get(model.api_key_env)
-            if not key:
-                raise ServerError(f"environment variable {model.api_key_env} (api_key_env of "
-                                  f"model {model.name!r}) is not set")
-            headers["Authorization"] = f"Bearer {key}"
+        key = api_key(model)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         base = model.endpoint
         root = base.removesuffix("/v1")
         progress(f"using external endpoint {base} for {model.name} ({backend.name})")

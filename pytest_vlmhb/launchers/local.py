@@ -17,7 +17,8 @@ from ..config import ModelSpec, Settings
 from ..envs import Progress, clean_env, ensure_env, gpu_env, venv_python
 from ..errors import ServerError
 from ..models import resolve_model
-from .base import Launcher, RunningServer
+from ..redact import redact, redact_file
+from .base import Launcher, RunningServer, api_key_setup
 
 HOST = "127.0.0.1"
 _VERSIONS = (
@@ -51,8 +52,9 @@ def free_port() -> int:
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
+    """The log's last lines, with known secrets masked."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return redact("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
     except OSError:
         return "(no log)"
 
@@ -97,6 +99,11 @@ def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
         pass
 
 
+def _stop_and_clean(proc: subprocess.Popen[bytes], log: Path) -> None:
+    stop_process(proc)
+    redact_file(log)  # a server may have printed a key it was given
+
+
 class LocalLauncher(Launcher):
     """Builds the backend's venv (cached), then runs its server as a subprocess."""
 
@@ -112,6 +119,7 @@ class LocalLauncher(Launcher):
                              backend.uninstall())
         python = venv_python(env_dir)
         model_path = resolve_model(model, settings.cache, progress)
+        key_env, headers = api_key_setup(backend, model)
         port = free_port()
         cmd = backend.command(ServeRequest(
             python=str(python), model=model_path, served_name=model.served_name,
@@ -126,7 +134,7 @@ class LocalLauncher(Launcher):
             proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     preexec_fn=_die_with_parent,
-                                    env={**clean_env(), **backend.env(),
+                                    env={**clean_env(), **backend.env(), **key_env,
                                          **gpu_env(settings.gpus_per_worker,
                                                    settings.worker_index)})
         root = f"http://{HOST}:{port}"
@@ -145,5 +153,6 @@ class LocalLauncher(Launcher):
                 "source": model.source, "model_path": model_path, "venv": str(env_dir),
                 "command": cmd[1:], "packages": json.loads(versions or "{}"),
             },
-            log_path=log, stop=lambda: stop_process(proc), exit_code=proc.poll, pid=proc.pid,
+            headers=headers, log_path=log, stop=lambda: _stop_and_clean(proc, log),
+            exit_code=proc.poll, pid=proc.pid,
         )

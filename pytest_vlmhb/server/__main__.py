@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from .app import create_app
+    from .app import API_KEY_ENV, create_app
     from .engine import Engine
 
     started = time.perf_counter()
@@ -57,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         engine.dtype,
         time.perf_counter() - started,
     )
-    uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level=args.log_level)
+    api_key = os.environ.get(API_KEY_ENV) or None
+    app = create_app(engine, api_key)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -62,9 +63,26 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{param or 'body'}: {first.get('msg', 'invalid value')}", param
 
 
-def create_app(engine: EngineLike) -> FastAPI:
-    """Build the app around a loaded engine."""
+#: Environment variable holding the API key /v1 requires (like vLLM's VLLM_API_KEY);
+#: read from the environment only, so it never shows on a command line.
+API_KEY_ENV = "VLMHB_API_KEY"
+
+
+def create_app(engine: EngineLike, api_key: str | None = None) -> FastAPI:
+    """Build the app around a loaded engine; with ``api_key``, /v1 requires it."""
     app = FastAPI(title="vlmhb HF server", docs_url=None, redoc_url=None)
+
+    if api_key:
+        expected = f"Bearer {api_key}"
+
+        @app.middleware("http")
+        async def _require_key(request: Request, call_next: Any) -> Response:
+            if request.url.path.startswith("/v1") and not secrets.compare_digest(
+                    request.headers.get("authorization", ""), expected):
+                return JSONResponse(error_body("invalid or missing API key", status=401),
+                                    status_code=401)
+            response: Response = await call_next(request)
+            return response
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
