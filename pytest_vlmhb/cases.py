@@ -26,6 +26,13 @@ from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
 from .errors import ConfigError
 from .tasks.base import TaskType
 from .tasks.manifest import Sample, load_manifest
+from .tasks.presets import (
+    PRESET_PREFIX,
+    check_preset_type,
+    load_preset,
+    preset_names,
+    preset_of_data,
+)
 from .tasks.sources import resolve_manifest
 
 AUTO_LAUNCHER = "auto"
@@ -88,28 +95,50 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
     return models
 
 
+def _task(row: TaskRow, base_dir: Path, where: dict[str, Any]) -> tuple[TaskSpec, TaskType]:
+    """One tasks.csv row (or a built-in preset) resolved; defaults from its preset."""
+    own = preset_of_data(row.data)
+    if own is not None and row.preset is not None and row.preset != own:
+        raise ConfigError(f"data names preset {own!r} but column 'preset' says {row.preset!r}",
+                          column="preset", **where)
+    name = own or row.preset
+    preset = load_preset(name, column="preset" if row.preset else "data",
+                         **where) if name else None
+    type_name = check_preset_type(preset, row.type, **where) if preset else row.type
+    if not type_name:
+        raise ConfigError("empty task type (required unless the row names a preset)",
+                          column="type", allowed=registry.names(registry.TASKS), **where)
+    task_type: TaskType = registry.load(registry.TASKS, type_name, column="type", **where)()
+    metrics = row.metrics or (preset.metrics if preset else task_type.default_metrics)
+    for metric in metrics:
+        registry.load(registry.METRICS, metric, column="metrics", **where)
+    return (
+        TaskSpec(
+            name=row.name, type=type_name, data=row.data,
+            prompt=row.prompt or (preset.prompt if preset else task_type.default_prompt),
+            metrics=tuple(metrics),
+            max_tokens=row.max_tokens or (preset.max_tokens if preset
+                                          else task_type.default_max_tokens),
+            base_dir=base_dir, preset=name,
+        ),
+        task_type,
+    )
+
+
 def load_tasks(path: Path) -> dict[str, tuple[TaskSpec, TaskType]]:
     """tasks.csv -> {name: (TaskSpec, task type instance)}."""
     tasks: dict[str, tuple[TaskSpec, TaskType]] = {}
-    for line, row, _ in _read_table(path, TaskRow, ("name", "type", "data")):
+    for line, row, _ in _read_table(path, TaskRow, ("name", "data")):
         where: dict[str, Any] = {"file": path, "line": line}
         if row.name in tasks:
             raise ConfigError(f"duplicate task name {row.name!r}", column="name", **where)
-        task_type: TaskType = registry.load(registry.TASKS, row.type, column="type", **where)()
-        metrics = row.metrics or task_type.default_metrics
-        for metric in metrics:
-            registry.load(registry.METRICS, metric, column="metrics", **where)
-        tasks[row.name] = (
-            TaskSpec(
-                name=row.name, type=row.type, data=row.data,
-                prompt=row.prompt or task_type.default_prompt,
-                metrics=tuple(metrics),
-                max_tokens=row.max_tokens or task_type.default_max_tokens,
-                base_dir=path.parent.resolve(),
-            ),
-            task_type,
-        )
+        tasks[row.name] = _task(row, path.parent.resolve(), where)
     return tasks
+
+
+def builtin_task(name: str, base_dir: Path) -> tuple[TaskSpec, TaskType]:
+    """A preset used by its own name as a task (``data=preset:<name>``)."""
+    return _task(TaskRow(name=name, data=f"{PRESET_PREFIX}{name}"), base_dir, {})
 
 
 def _is_threshold(column: str) -> bool:
@@ -164,7 +193,9 @@ def load_cases(settings: Settings) -> list[Case]:
     if not rows:
         raise ConfigError("no cases: the file has a header but no rows", file=path, line=2)
     models = load_models(_sibling(settings.models, path, "models.csv"))
-    tasks = load_tasks(_sibling(settings.tasks, path, "tasks.csv"))
+    tasks_path = _sibling(settings.tasks, path, "tasks.csv")
+    # Without a tasks.csv beside the config, only the built-in presets are tasks.
+    tasks = load_tasks(tasks_path) if settings.tasks or tasks_path.exists() else {}
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for index, (line, row, raw) in enumerate(rows):
@@ -172,8 +203,11 @@ def load_cases(settings: Settings) -> list[Case]:
         if row.model not in models:
             raise ConfigError(f"unknown model {row.model!r}", column="model",
                               allowed=models, **where)
+        if row.task not in tasks and row.task in preset_names():
+            tasks[row.task] = builtin_task(row.task, path.parent.resolve())
         if row.task not in tasks:
-            raise ConfigError(f"unknown task {row.task!r}", column="task", allowed=tasks, **where)
+            raise ConfigError(f"unknown task {row.task!r}", column="task",
+                              allowed=[*tasks, *preset_names()], **where)
         registry.load(registry.BACKENDS, row.backend, column="backend", **where)
         model = models[row.model]
         task, _ = tasks[row.task]
@@ -215,7 +249,8 @@ def load_plan(settings: Settings) -> Plan:
     for case in cases:
         task = case.task
         task_type = task_types.setdefault(task.type, registry.load(registry.TASKS, task.type)())
-        manifest = resolve_manifest(task.data, task.type, task.base_dir, settings.cache)
+        manifest = resolve_manifest(task.data, task.type, task.base_dir, settings.cache,
+                                    preset=task.preset)
         loaded = load_manifest(manifest, task_type, task.prompt)
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
     return Plan(cases=tuple(cases), samples=samples, baseline=baseline)

@@ -27,7 +27,7 @@ CASE_SERVER_COLUMNS = (
 
 def answer_columns(metric_names: Iterable[str]) -> list[str]:
     """answers.csv columns for the given metrics."""
-    return [*ANSWER_ID_COLUMNS, "prompt", "answer", "reference", *metric_names,
+    return [*ANSWER_ID_COLUMNS, "category", "prompt", "answer", "reference", *metric_names,
             *ANSWER_TIMING_COLUMNS]
 
 

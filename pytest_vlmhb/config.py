@@ -57,8 +57,11 @@ class TaskRow(BaseModel):
     model_config = _ROW
 
     name: str = Field(pattern=_NAME)
-    type: str
+    #: Task type; may be left empty when a preset gives it.
+    type: str | None = None
     data: str
+    #: Dataset adapter (``vlmhb.presets``) whose layout, prompt and metrics the row uses.
+    preset: str | None = None
     prompt: str | None = None
     metrics: tuple[str, ...] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -151,6 +154,8 @@ class TaskSpec(BaseModel):
     metrics: tuple[str, ...]
     max_tokens: int
     base_dir: Path
+    #: The dataset adapter the data is read with (None: the task type's own fields).
+    preset: str | None = None
 
 
 class Case(BaseModel):

@@ -44,6 +44,7 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
     return {
         "case_id": case.id, "model": case.model.name, "task": case.task.name,
         "backend": case.backend, "launcher": case.launcher, "sample_id": sample.id,
+        "category": sample.category,
         "prompt": sample.prompt, "answer": redact(c.text) if completion else None,
         "reference": sample.reference, "scores": scores, "stats": stats,
         "ttft_ms": _ms(c.ttft_s), "tpot_ms": _ms(c.tpot_s), "e2e_ms": _ms(c.e2e_s),
@@ -66,8 +67,25 @@ def rescore(case: Case, sample: Sample, stored: Record) -> Record:
         s = m.stats(stored["answer"] or "", sample.reference)
         stats[name], scores[name] = s, m.value(s)
     record.update(case_id=case.id, launcher=case.launcher, reference=sample.reference,
-                  scores=scores, stats=stats, reused=True)
+                  category=sample.category, scores=scores, stats=stats, reused=True)
     return record
+
+
+def category_rows(case: Case, records: Sequence[Record]) -> list[dict[str, Any]]:
+    """Sub-scores: each metric aggregated per sample category (ChartQA split,
+    OCRBench question type), in order of first appearance; [] when ungrouped."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        if record.get("category") is not None:
+            groups.setdefault(str(record["category"]), []).append(record)
+    rows = []
+    for category, members in groups.items():
+        row: dict[str, Any] = {"case_id": case.id, "category": category, "n": len(members),
+                               "errors": sum(bool(r["error"]) for r in members)}
+        for name in case.task.metrics:
+            row[name] = _round(metric(name).aggregate([r["stats"][name] for r in members]))
+        rows.append(row)
+    return rows
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

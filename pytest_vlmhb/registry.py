@@ -1,4 +1,4 @@
-"""Entry-point registries: tasks, metrics, backends and launchers.
+"""Entry-point registries: tasks, metrics, backends, launchers and dataset presets.
 
 The core knows none of them by name; built-ins are registered in this
 package's own pyproject.toml exactly like a third-party plugin would.
@@ -16,6 +16,7 @@ TASKS = "vlmhb.tasks"
 METRICS = "vlmhb.metrics"
 BACKENDS = "vlmhb.backends"
 LAUNCHERS = "vlmhb.launchers"
+PRESETS = "vlmhb.presets"
 
 
 @cache

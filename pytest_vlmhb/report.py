@@ -19,8 +19,9 @@ from .benchjson import write_benchmark_json
 from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case, Threshold
-from .records import Record, gate_failure, summarize_case, token_mismatch
+from .records import Record, category_rows, gate_failure, summarize_case, token_mismatch
 from .redact import redact
+from .reference_scores import reference_section
 
 
 @dataclass
@@ -166,6 +167,21 @@ _PERF = ("ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms", "tpot_mean_ms", "requests_p
          "output_tokens_per_s", "peak_memory_mb")
 
 
+def _subscore_lines(plan: Plan, results: RunResults) -> list[str]:
+    """Per-category scores of the cases whose samples carry a category."""
+    found = [(case, category_rows(case, recs)) for case, recs in ordered_records(plan, results)]
+    found = [(case, rows) for case, rows in found if rows]
+    if not found:
+        return []
+    lines = ["## Sub-scores", "",
+             "Each metric per sample category (e.g. ChartQA human/augmented split, OCRBench "
+             "question type); the case table above has the overall figure.", ""]
+    for case, rows in found:
+        lines += [f"### {case.id}", "",
+                  *_table(["category", "n", "errors", *case.task.metrics], rows), ""]
+    return lines
+
+
 def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, Any]]) -> str:
     by_case = {c.id: c for c in plan.cases}
     lines = ["# VLMHyperBench report", "",
@@ -186,6 +202,8 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
                          *metrics, *_PERF], task_rows)
         lines.append("")
+    lines += _subscore_lines(plan, results)
+    lines += reference_section(plan, rows, _table)
     agreement = agreement_rows(plan, results)
     if agreement:
         lines += ["## Backend agreement", "",

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import TaskType
+from .unreadable import UnreadableImage
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Sample:
     reference: dict[str, Any] = field(hash=False)
     manifest: Path = field(hash=False)
     line: int = 0
+    #: Sub-score group (ChartQA split, OCRBench question type); None when ungrouped.
+    category: str | None = None
 
 
 def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Sample]:
@@ -62,14 +65,19 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
                 f"prompt template {prompt_template!r} cannot be filled: {exc!r}",
                 file=path, line=line_no, allowed=sorted(record),
             ) from None
+        image = path.parent / str(record["image"])
+        if record.get("image_error"):
+            image = UnreadableImage.of(image, str(record["image_error"]))
+        category = record.get("category")
         samples.append(
             Sample(
                 id=sample_id,
-                image=(path.parent / str(record["image"])),
+                image=image,
                 prompt=prompt,
                 reference=task.reference(record),
                 manifest=path,
                 line=line_no,
+                category=None if category is None else str(category),
             )
         )
     if not samples:

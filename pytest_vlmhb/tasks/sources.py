@@ -1,4 +1,5 @@
-"""Where a task's data comes from: a manifest path or a built-in dataset."""
+"""Where a task's data comes from: a manifest path, a built-in dataset, a
+hub or parquet dataset (materialised into the cache), or a preset."""
 
 from __future__ import annotations
 
@@ -6,15 +7,38 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .. import registry
 from ..errors import ConfigError
+from .hub import DataSource, HubUnreachable, is_dataset_source, parse_source
+from .materialise import materialise
+from .presets import Layout, TypeLayout, load_preset, preset_of_data
 from .synthetic import SYNTHETIC_VERSION, generate_synthetic_docs
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic-docs",)
 
 
-def resolve_manifest(data: str, task_type: str, base_dir: Path, cache: Path) -> Path:
-    """The JSONL manifest for a task row's ``data`` value."""
+def resolve_manifest(data: str, task_type: str, base_dir: Path, cache: Path,
+                     preset: str | None = None) -> Path:
+    """The JSONL manifest for a task row's ``data`` value.
+
+    ``preset:<name>`` reads the preset's hub dataset (its mirrors tried in
+    turn); ``hf:``/``parquet:`` read that source in the preset's layout, or in
+    the task type's own field names when the row names no preset.
+    """
+    own = preset_of_data(data)
+    if own is not None:
+        return _preset_manifest(own, cache)
+    if is_dataset_source(data):
+        layout: Layout
+        if preset is not None:
+            chosen = load_preset(preset)
+            layout = chosen
+            source = parse_source(data, base_dir).with_defaults(chosen.config, chosen.split)
+        else:
+            layout = TypeLayout(registry.load(registry.TASKS, task_type)())
+            source = parse_source(data, base_dir)
+        return materialise(source, layout, cache)
     if data.startswith(BUILTIN_PREFIX):
         name = data.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_DATASETS:
@@ -35,3 +59,18 @@ def synthetic_docs_dir(cache: Path, n_per_type: int = 12) -> Path:
         with FileLock(str(out) + ".lock"):
             generate_synthetic_docs(out, n_per_type=n_per_type)
     return out
+
+
+def _preset_manifest(name: str, cache: Path) -> Path:
+    """A preset's own hub data: the first of its repositories that loads."""
+    preset = load_preset(name, column="data")
+    errors: list[HubUnreachable] = []
+    for spec in preset.hub_sources():
+        source: DataSource = parse_source(spec, Path.cwd())
+        try:
+            return materialise(source, preset, cache)
+        except HubUnreachable as exc:  # other errors: the data is there but wrong
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    raise HubUnreachable(" / ".join(e.message for e in errors))

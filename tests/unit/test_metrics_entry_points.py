@@ -51,6 +51,8 @@ def test_all_builtin_metrics_listed() -> None:
         "kie_precision",
         "kie_recall",
         "accuracy",
+        "ocrbench",
+        "ccocr_kie_f1",
     }
 
 
