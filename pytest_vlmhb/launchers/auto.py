@@ -1,0 +1,46 @@
+"""``launcher=auto``: docker when a daemon answers, else an isolated local venv.
+
+Resolved once per process (the answer is cached) and announced in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from functools import cache
+
+DOCKER = "docker"
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """Which launcher ``auto`` means in this process, and why."""
+
+    launcher: str
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"launcher=auto -> {self.launcher}: {self.reason}"
+
+
+def choose(docker_status: tuple[bool, str]) -> AutoChoice:
+    """The choice for a daemon probe result ``(answers, sentence)``."""
+    answers, why = docker_status
+    if answers:
+        return AutoChoice(DOCKER, f"{why} (launcher=local runs in a venv instead)")
+    return AutoChoice(LOCAL, f"{why}; servers run in isolated local venvs")
+
+
+@cache
+def resolve() -> AutoChoice:
+    """The choice of this process; announced once (by the controller, not by xdist
+    workers, which resolve the same way)."""
+    from .docker_daemon import daemon_status
+
+    choice = choose(daemon_status())
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        print(f"[vlmhb] {choice.line}", file=sys.stderr, flush=True)
+    return choice

@@ -1,0 +1,268 @@
+"""A backend server in its own container (testcontainers), published on 127.0.0.1.
+
+The backend's image is built on first use (content-hashed tag, see
+docker_images); the model directory is mounted read-only; the server listens
+on 0.0.0.0:8000 inside and is published on the host's 127.0.0.1 only. The
+container's log streams into the output dir's ``logs/``; its exit during
+startup fails at once with the exit code and the log tail. Teardown removes
+the container, also after a failure or Ctrl-C; a watchdog process removes it
+if pytest is killed, and containers left by a killed run are swept at the
+next start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from filelock import FileLock
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
+
+from ..backends.base import Backend, ServeRequest
+from ..config import ModelSpec, Settings
+from ..envs import Progress, gpu_env
+from ..errors import ServerError
+from ..models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir, resolve_model
+from ..redact import redact_file
+from . import docker_daemon as daemon
+from .base import Launcher, RunningServer, api_key_setup
+from .docker_images import ImageSpec, ensure_image, plan_build, select_image
+from .docker_watch import (
+    GpuSampler,
+    LogFollower,
+    StatsSampler,
+    container_pids,
+    peaks_reader,
+)
+from .local import _VERSIONS, log_tail
+
+HOST = "127.0.0.1"
+PORT = 8000
+MODEL_MOUNT = "/model"
+
+
+def device_requests(gpus: str | None, gpus_per_worker: int | None, worker: int) -> list[Any]:
+    """Docker device requests for the ``gpus`` column (``all``, N, ``device=0,1``).
+
+    Under ``--vlmhb-gpus-per-worker`` the worker's own devices are requested.
+    """
+    if not gpus:
+        return []
+    from docker.types import DeviceRequest
+
+    split = gpu_env(gpus_per_worker, worker).get("CUDA_VISIBLE_DEVICES")
+    if split:
+        return [DeviceRequest(device_ids=split.split(","), capabilities=[["gpu"]])]
+    if gpus.startswith("device="):
+        return [DeviceRequest(device_ids=gpus.removeprefix("device=").split(","),
+                              capabilities=[["gpu"]])]
+    count = -1 if gpus == "all" else int(gpus)
+    return [DeviceRequest(count=count, capabilities=[["gpu"]])]
+
+
+class ServerReady(WaitStrategy):
+    """Waits for the server's health URL on the published port; fails within a
+    poll if the container exits, with its exit code and log tail."""
+
+    def __init__(self, url: str, follower: LogFollower, label: str, progress: Progress,
+                 timeout_s: float) -> None:
+        super().__init__()
+        self.url, self.follower, self.label, self.progress = url, follower, label, progress
+        self.with_startup_timeout(int(timeout_s)).with_poll_interval(0.25)
+
+    def _exited(self, container: WaitStrategyTarget) -> None:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            self.follower.join(5)  # the last lines, then the exit code
+            state = container.get_wrapped_container().attrs.get("State", {})
+            code = self.follower.exit_code()
+            code = state.get("ExitCode") if code is None else code
+            raise ServerError(f"{self.label} exited with code {code} during startup; "
+                              f"log {self.follower.path}:\n{log_tail(self.follower.path)}")
+
+    def wait_until_ready(self, container: WaitStrategyTarget) -> None:
+        start = time.monotonic()
+        next_note = start + 15
+        while True:
+            self._exited(container)
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            now = time.monotonic()
+            if now - start > self._startup_timeout:
+                raise ServerError(f"{self.label} not healthy after {self._startup_timeout:g} s;"
+                                  f" log {self.follower.path}:\n{log_tail(self.follower.path)}")
+            if now >= next_note:
+                self.progress(f"{self.label}: still loading ({now - start:.0f} s; "
+                              f"log {self.follower.path})")
+                next_note = now + 15
+            time.sleep(self._poll_interval)
+
+
+class ServerContainer(DockerContainer):
+    """A DockerContainer whose port is published on the host's 127.0.0.1 only."""
+
+    def __init__(self, image: str, **kwargs: Any) -> None:
+        super().__init__(image, **kwargs)
+        # testcontainers binds 0.0.0.0; a (host_ip,) tuple asks for a free port on it.
+        self.ports: dict[str, Any] = {f"{PORT}/tcp": (HOST,)}
+
+    def host_port(self) -> int:
+        self.reload()
+        ports = self.get_wrapped_container().attrs["NetworkSettings"]["Ports"]
+        return int(ports[f"{PORT}/tcp"][0]["HostPort"])
+
+
+def _build_builtin_in_container(model: ModelSpec, settings: Settings,
+                                progress: Progress) -> None:
+    """Build a built-in model with the hf image, so no local venv is needed."""
+    name = model.source.removeprefix(BUILTIN_PREFIX)
+    if name not in BUILTIN_MODELS:
+        return  # resolve_model reports the unknown name
+    out = builtin_model_dir(settings.cache, name)
+    if (out / ".complete").exists():
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if (out / ".complete").exists():
+            return
+        spec = select_image("hf", want_gpu=False)
+        tag = ensure_image(plan_build(spec, settings.cache, progress), settings.cache,
+                           progress, settings.output / "logs")
+        progress(f"building built-in model {name} into {out} (once, in {tag})")
+        client = daemon.connect()
+        container = client.containers.run(
+            tag, [spec.python, "-m", BUILTIN_MODELS[name], f"/models/{out.name}"],
+            detach=True, volumes={str(out.parent): {"bind": "/models", "mode": "rw"}},
+            labels={daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id()})
+        try:
+            code = int(container.wait()["StatusCode"])
+            logs = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        if code != 0 or not (out / ".complete").exists():
+            raise ServerError(f"building {name} in {tag} failed (exit {code}):\n{logs[-3000:]}")
+
+
+def _start_reaper(container_id: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest_vlmhb.launchers.docker_reaper", daemon.owner_id(),
+         container_id],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+
+
+def _teardown(container: DockerContainer, reaper: subprocess.Popen[bytes] | None,
+              log: Path, gpu: GpuSampler | None) -> Callable[[], None]:
+    def stop() -> None:
+        import docker.errors
+
+        try:
+            container.get_wrapped_container().remove(force=True)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            pass
+        except Exception:  # never started
+            pass
+        if reaper is not None and reaper.poll() is None:
+            reaper.terminate()
+            reaper.wait(timeout=5)
+        if gpu is not None:
+            gpu.stop()
+        redact_file(log)  # a server may have printed a key it was given
+    return stop
+
+
+class DockerLauncher(Launcher):
+    """Runs the backend's server in a container built from ``model_images/``."""
+
+    name: ClassVar[str] = "docker"
+
+    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
+              progress: Progress) -> RunningServer:
+        ok, why = daemon.daemon_status()
+        if not ok:
+            raise ServerError(f"launcher 'docker': {why}; {daemon.START_HINT}")
+        daemon.sweep_once(progress)
+        spec: ImageSpec = select_image(backend.name, want_gpu=bool(model.gpus))
+        logs = settings.output / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        tag = ensure_image(plan_build(spec, settings.cache, progress, model.requirements),
+                           settings.cache, progress, logs)
+        if model.source.startswith(BUILTIN_PREFIX):
+            _build_builtin_in_container(model, settings, progress)
+        model_path = resolve_model(model, settings.cache, progress)
+        key_env, headers = api_key_setup(backend, model)
+        is_dir = Path(model_path).is_dir()
+        cmd = backend.command(ServeRequest(
+            python=spec.python, model=MODEL_MOUNT if is_dir else model_path,
+            served_name=model.served_name, host="0.0.0.0", port=PORT,
+            server_args=model.server_args))
+        log = logs / f"{model.name}@{backend.name}@docker.log"
+        label = f"{backend.name} server for {model.name} (image {tag})"
+        container = ServerContainer(
+            tag, env={**backend.env(), **key_env},
+            entrypoint=[cmd[0]], labels={
+                daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id(),
+                daemon.OUTPUT_LABEL: str(settings.output.resolve()),
+                daemon.SERVER_LABEL: f"{model.name}@{backend.name}"},
+            device_requests=device_requests(model.gpus, settings.gpus_per_worker,
+                                            settings.worker_index),
+            shm_size="1g")
+        container.with_command(cmd[1:])
+        if is_dir:
+            container.with_volume_mapping(model_path, MODEL_MOUNT, "ro")
+        progress(f"starting {label} (log {log})")
+        started = time.monotonic()
+        reaper: subprocess.Popen[bytes] | None = None
+        gpu: GpuSampler | None = None
+        stop = _teardown(container, None, log, None)
+        try:
+            log.write_bytes(b"")
+            # testcontainers' start: create + start + our wait strategy; the log
+            # follower must exist first, so the strategy is attached afterwards.
+            container.start()
+            wrapped = container.get_wrapped_container()
+            reaper = _start_reaper(str(wrapped.id))
+            follower = LogFollower(wrapped, log)
+            stats = StatsSampler(wrapped)
+            gpu = GpuSampler(container_pids(wrapped)) if model.gpus else None
+            stop = _teardown(container, reaper, log, gpu)
+            url = f"http://{HOST}:{container.host_port()}"
+            ServerReady(url + backend.health_path, follower, label, progress,
+                        settings.startup_timeout).wait_until_ready(container)
+        except BaseException:
+            stop()
+            raise
+        progress(f"{label} is up on {url} ({time.monotonic() - started:.1f} s)")
+        versions = wrapped.exec_run([spec.python, "-c", _VERSIONS]).output.decode()
+        return RunningServer(
+            base_url=url + "/v1", root_url=url, served_name=model.served_name,
+            headers=headers, log_path=log, stop=stop, exit_code=follower.exit_code,
+            take_peaks=peaks_reader(stats.tracker,
+                                    gpu.tracker if gpu and gpu.available else None),
+            provenance={
+                "source": model.source, "model_path": model_path, "image": tag,
+                "container": str(wrapped.short_id), "command": cmd[1:],
+                "packages": _json_or_empty(versions),
+            },
+        )
+
+
+def _json_or_empty(text: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
+    except (ValueError, IndexError):
+        return {}
+    return value if isinstance(value, dict) else {}
