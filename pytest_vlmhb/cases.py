@@ -180,8 +180,16 @@ def _launcher(row: CaseRow, model: ModelSpec, path: Path, line: int) -> str:
         raise ConfigError(f"launcher 'external' needs an endpoint for model {model.name!r} "
                           "in models.csv", file=path, line=line, column="launcher")
     if name == AUTO_LAUNCHER:
-        # Until the docker launcher lands, auto means an isolated local venv.
-        name = "local"
+        from .launchers.auto import resolve
+
+        name = resolve().launcher  # docker when a daemon answers, else local
+    elif name == "docker":
+        from .launchers.docker_daemon import START_HINT, daemon_status
+
+        answers, why = daemon_status()
+        if not answers:
+            raise ConfigError(f"launcher 'docker': {why}; {START_HINT}", file=path,
+                              line=line, column="launcher")
     return name
 
 

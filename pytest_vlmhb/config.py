@@ -32,6 +32,8 @@ class ModelRow(BaseModel):
     served_name: str | None = None
     server_args: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    #: GPUs for the model's server container: ``all``, a count, or ``device=0,1``.
+    gpus: str | None = Field(default=None, pattern=r"^(all|[0-9]+|device=[0-9]+(,[0-9]+)*)$")
 
     _split_requirements = field_validator("requirements", mode="before")(
         lambda value: _split_semicolons(value))
@@ -139,6 +141,8 @@ class ModelSpec(BaseModel):
     server_args: tuple[str, ...] = ()
     #: pip specs replacing the backend's own venv spec for this model (optional).
     requirements: tuple[str, ...] = ()
+    #: GPUs the server's container asks for (docker launcher); None: none.
+    gpus: str | None = None
     base_dir: Path
 
 

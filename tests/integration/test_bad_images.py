@@ -33,7 +33,7 @@ def test_bad_image_matrix(pytester: pytest.Pytester) -> None:
     (data / "m.jsonl").write_text("".join(
         json.dumps({"id": name, "image": path, "question": "What is it?", "answers": ["x"]})
         + "\n" for name, path in files.items()))
-    setup_suite(pytester, "model,task,backend,max_tokens\ntiny,vqa,hf,4\n",
+    setup_suite(pytester, "model,task,backend,launcher,max_tokens\ntiny,vqa,hf,local,4\n",
                 tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
     result = run(pytester)
     result.assert_outcomes(passed=len(GOOD), failed=len(BAD))

@@ -49,8 +49,8 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 @pytest.mark.server
 def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) -> None:
-    config = "model,task,backend,min_anls\ntiny,vqa,hf,0\n" + "".join(
-        f"tiny,{t},hf,\n" for t in ("chart", "ocr", "kie", "cls"))
+    config = "model,task,backend,launcher,min_anls\ntiny,vqa,hf,local,0\n" + "".join(
+        f"tiny,{t},hf,local,\n" for t in ("chart", "ocr", "kie", "cls"))
     setup_suite(pytester, config)
     result = run(pytester, "--vlmhb-limit=3", "--junitxml=junit.xml", "-v")
     result.assert_outcomes(passed=5 * 3 + 1)
@@ -128,8 +128,8 @@ def test_streaming_is_real_and_missing_image_fails_only_its_item(
     setup_suite(pytester,
                 # concurrency 1: the HF server generates one request at a time, so
                 # queued requests would count their wait as TTFT
-                'model,task,backend,max_tokens,concurrency,request_params\n'
-                'tiny,long,hf,64,1,"{""ignore_eos"": true}"\n',
+                'model,task,backend,launcher,max_tokens,concurrency,request_params\n'
+                'tiny,long,hf,local,64,1,"{""ignore_eos"": true}"\n',
                 tasks="name,type,data\nlong,docvqa,data/m.jsonl\n")
     result = run(pytester)
     result.assert_outcomes(passed=3, failed=1)
@@ -253,7 +253,7 @@ def test_third_party_task_type_and_metric_via_entry_points(
 @pytest.mark.server
 def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytester) -> None:
     # Rows interleave the two models; items are grouped so each server starts once.
-    setup_suite(pytester, "model,task,backend\na,vqa,hf\nb,vqa,hf\na,cls,hf\n",
+    setup_suite(pytester, "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\na,cls,hf,local\n",
                 models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n")
     result = run(pytester, "--vlmhb-limit=1", "-v")
     result.assert_outcomes(passed=3)
@@ -294,7 +294,7 @@ def test_missing_model_dir_fails_its_case_only(pytester: pytest.Pytester) -> Non
 @pytest.mark.server
 def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester) -> None:
     _page_manifest(pytester, 6)
-    setup_suite(pytester, "model,task,backend,concurrency\ntiny,vqa,hf,1\n",
+    setup_suite(pytester, "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n",
                 tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
     pytester.makeconftest(
         "import os, signal\n"
@@ -318,7 +318,7 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
     """Under -n 2 each server's group runs on one worker; the controller merges."""
     _page_manifest(pytester, 3)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend,max_errors\ntiny,vqa,hf,0\nremote,vqa,openai,0\n",
+        setup_suite(pytester, "model,task,backend,launcher,max_errors\ntiny,vqa,hf,local,0\nremote,vqa,openai,,0\n",
                     models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
                     tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
         tables = {}
@@ -344,7 +344,7 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
 @pytest.mark.server
 def test_gpus_per_worker_sets_each_workers_server_devices(pytester: pytest.Pytester) -> None:
     _page_manifest(pytester, 1)
-    setup_suite(pytester, "model,task,backend\na,vqa,hf\nb,vqa,hf\n",
+    setup_suite(pytester, "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\n",
                 models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n",
                 tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
     pytester.makeconftest(
@@ -372,8 +372,8 @@ def test_killed_worker_loses_nothing_and_takes_its_server_along(
         pytester: pytest.Pytester) -> None:
     _page_manifest(pytester, 6)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend,concurrency\ntiny,vqa,hf,1\n"
-                              "remote,vqa,openai,1\n",
+        setup_suite(pytester, "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n"
+                              "remote,vqa,openai,,1\n",
                     models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
                     tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
         pytester.makeconftest(
@@ -424,7 +424,7 @@ def test_image_path_escaping_the_dataset_folder_fails_its_item(
 
 @pytest.mark.server
 def test_resume_and_baseline_on_the_real_hf_server(pytester: pytest.Pytester) -> None:
-    setup_suite(pytester, "model,task,backend\ntiny,vqa,hf\n")
+    setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,local\n")
     run(pytester, "--vlmhb-limit=3").assert_outcomes(passed=3)
     out = pytester.path / "vlmhb-results"
     first = read_csv(out / "answers.csv")

@@ -44,11 +44,11 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
     tasks = (REPO / "benchmarks" / "tasks.csv").read_text() + "load,docvqa,data/load.jsonl\n"
     setup_suite(
         pytester,
-        "id,model,task,backend,concurrency,max_tokens,request_params\n"
-        "vqa-hf,tiny,synth-docvqa,hf,8,,\nvqa-vllm,tiny,synth-docvqa,vllm,8,,\n"
-        "ocr-hf,tiny,synth-ocr,hf,8,32,\nocr-vllm,tiny,synth-ocr,vllm,8,32,\n"
+        "id,model,task,backend,concurrency,max_tokens,request_params,launcher\n"
+        "vqa-hf,tiny,synth-docvqa,hf,8,,,local\nvqa-vllm,tiny,synth-docvqa,vllm,8,,,local\n"
+        "ocr-hf,tiny,synth-ocr,hf,8,32,,local\nocr-vllm,tiny,synth-ocr,vllm,8,32,,local\n"
         # long enough (96 x 128 tokens) for several samples of vLLM's running gauge
-        'load-vllm,tiny,load,vllm,8,128,"{""ignore_eos"": true}"\n',
+        'load-vllm,tiny,load,vllm,8,128,"{""ignore_eos"": true}",local\n',
         tasks=tasks)
     result = run(pytester)
     result.assert_outcomes(passed=12 * 4 + 96)

@@ -42,7 +42,9 @@ def test_valid_suite_resolves_defaults(tmp_path: Path) -> None:
     plan = load_plan(write_suite(tmp_path))
     (case,) = plan.cases
     assert case.id == "m1:vqa:hf"
-    assert case.launcher == "local"
+    from pytest_vlmhb.launchers.auto import resolve
+
+    assert case.launcher == resolve().launcher  # auto: docker when a daemon answers
     assert case.concurrency == 8 and case.temperature == 0.0
     assert case.task.metrics == ("anls", "exact_match")
     assert case.max_tokens == 32
