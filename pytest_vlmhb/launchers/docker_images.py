@@ -126,16 +126,35 @@ class BuildInputs:
     @classmethod
     def from_env(cls) -> BuildInputs:
         """``VLMHB_BASE_IMAGE`` (default: the local debootstrap base if built, else
-        python:3.11-slim), ``VLMHB_EXTRA_CA_BUNDLE``, ``VLMHB_IMAGE_WHEELS``
-        (folders, ``os.pathsep``-separated), pip's index URLs as build args."""
+        python:3.11-slim), ``VLMHB_EXTRA_CA_BUNDLE`` (default: the host pip's
+        ``cert``), ``VLMHB_IMAGE_WHEELS`` (folders, ``os.pathsep``-separated),
+        pip's index URLs as build args."""
         base = os.environ.get("VLMHB_BASE_IMAGE") or (
             LOCAL_BASE if image_id(LOCAL_BASE) else REGISTRY_BASE)
-        ca = os.environ.get("VLMHB_EXTRA_CA_BUNDLE")
+        ca = os.environ.get("VLMHB_EXTRA_CA_BUNDLE") or host_pip_cert()
         wheels = [Path(p) for p in os.environ.get("VLMHB_IMAGE_WHEELS", "").split(os.pathsep)
                   if p]
         args = {k: os.environ[k] for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
                 if os.environ.get(k, "").startswith(("http://", "https://"))}
         return cls(base, Path(ca) if ca else None, tuple(wheels), args)
+
+
+def host_pip_cert() -> str | None:
+    """The CA bundle the host's pip verifies with (``PIP_CERT`` or a pip.conf ``cert``),
+    so a build behind the same TLS-intercepting proxy trusts what the host trusts."""
+    import configparser
+
+    if os.environ.get("PIP_CERT"):
+        return os.environ["PIP_CERT"]
+    files = ["/etc/xdg/pip/pip.conf", "/etc/pip.conf", "~/.pip/pip.conf",
+             "~/.config/pip/pip.conf", os.environ.get("PIP_CONFIG_FILE", "")]
+    cert = None
+    for name in filter(None, files):
+        parser = configparser.ConfigParser()
+        parser.read(os.path.expanduser(name))
+        for section in ("global", "install"):
+            cert = parser.get(section, "cert", fallback=cert)
+    return cert if cert and Path(cert).is_file() else None
 
 
 def image_id(tag: str) -> str | None:
@@ -283,9 +302,10 @@ def plan_build(spec: ImageSpec, cache: Path, progress: Progress,
     if spec.python_base and requirements:
         python = base_python(inputs.base_image, cache / "images")
         fetched = prefetch_wheels(requirements, python, cache, progress) if python else None
-        if fetched is not None:
-            inputs = BuildInputs(inputs.base_image, inputs.ca_bundle,
-                                 (*inputs.wheel_dirs, fetched), inputs.build_args)
+        # Every wheel prefetched: the build installs offline (no index round trips).
+        args = {**inputs.build_args, "PIP_NO_INDEX": "1" if fetched else "0"}
+        dirs = (*inputs.wheel_dirs, fetched) if fetched else inputs.wheel_dirs
+        inputs = BuildInputs(inputs.base_image, inputs.ca_bundle, dirs, args)
     return BuildPlan(spec, requirements, inputs)
 
 
@@ -324,7 +344,7 @@ def ensure_image(plan: BuildPlan, cache: Path, progress: Progress,
         return tag
     images = cache / "images"
     images.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(images / f"{plan.spec.name}.lock")):
+    with FileLock(str(images / f"{tag.replace('/', '_').replace(':', '-')}.lock")):
         if image_id(tag):
             return tag
         log_dir = log_dir or images
