@@ -154,6 +154,52 @@ def test_bad_server_arg_fails_fast_and_failing_run_leaves_nothing(
     assert _ours(pytester) == []
 
 
+SECRET = "sk-vlmhb-docker-7Hq2PzR4"
+PROBE = (
+    "import json, urllib.error, urllib.request\n"
+    "from pytest_vlmhb.launchers.docker_daemon import connect\n"
+    "from pytest_vlmhb.plugin import RUNTIME\n"
+    "def pytest_runtest_teardown(item):\n"
+    "    server = item.config.stash[RUNTIME].pool.current\n"
+    "    if not item.name.endswith('/s0]') or server is None:\n"
+    "        return\n"
+    "    try:\n"
+    "        urllib.request.urlopen(server.base_url + '/models', timeout=10)\n"
+    "        status = 200\n"
+    "    except urllib.error.HTTPError as exc:\n"
+    "        status = exc.code\n"
+    "    attrs = connect().containers.get(server.provenance['container']).attrs\n"
+    "    ports = attrs['HostConfig']['PortBindings']\n"
+    "    open('probe.json', 'w').write(json.dumps({'status': status, 'ports': ports,\n"
+    "        'argv': [attrs['Path'], *attrs['Args']], 'env': attrs['Config']['Env'],\n"
+    "        'mounts': [(m['Destination'], m['RW']) for m in attrs['Mounts']]}))\n"
+)
+
+
+@pytest.mark.server
+def test_key_via_env_port_on_loopback_model_read_only(pytester: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    tasks = _page_manifest(pytester, 2)
+    setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,docker\n",
+                models="name,source,api_key_env\ntiny,builtin:tiny-idefics3,VLMHB_DOCKER_KEY\n",
+                tasks=tasks)
+    pytester.makeconftest(PROBE)
+    monkeypatch.setenv("VLMHB_DOCKER_KEY", SECRET)
+    result = run(pytester)
+    result.assert_outcomes(passed=2)  # the server requires the key: the client sent it
+    probe = json.loads((pytester.path / "probe.json").read_text())
+    assert probe["status"] == 401  # a request without the key is refused
+    assert f"VLMHB_API_KEY={SECRET}" in probe["env"]
+    assert not any(SECRET in arg for arg in probe["argv"])
+    assert "--host" in probe["argv"] and "0.0.0.0" in probe["argv"]
+    assert [b["HostIp"] for b in probe["ports"]["8000/tcp"]] == ["127.0.0.1"]
+    assert probe["mounts"] == [["/model", False]]
+    for path in (pytester.path / "vlmhb-results").rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+    assert SECRET not in result.stdout.str()
+
+
 def _spawn_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "--vlmhb-config=user_config.csv",
