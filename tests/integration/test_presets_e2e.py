@@ -7,6 +7,9 @@ import csv
 import json
 from pathlib import Path
 
+# numpy refuses a second import in one process: load it before any pytester run can
+# unload it
+import datasets
 import pytest
 
 from tests import preset_parquet as pq
@@ -33,7 +36,6 @@ def test_preset_tasks_from_parquet_through_the_hf_server(pytester: pytest.Pytest
                                 ("human_test", "Which is largest?", "Blue")])
     # row 1's image is corrupt: only that sample fails, naming dataset, split and row
     table = root / "chart" / "data" / "test-00000-of-00001.parquet"
-    import datasets
 
     ds = datasets.load_dataset("parquet", data_files=str(table), split="train",
                                cache_dir=str(root / "hf-tmp"))

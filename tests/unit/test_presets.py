@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+# numpy refuses a second import in one process: load it before any pytester run can
+# unload it
+import datasets
 import pytest
 
 from pytest_vlmhb import registry
@@ -26,7 +29,6 @@ DOCVQA_ROWS = [("49153", "What is the date?", ["1/8/93", "January 8, 1993"]),
 @pytest.fixture(autouse=True)
 def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own datasets cache (nothing leaks between tests)."""
-    import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
 
@@ -121,7 +123,6 @@ def test_sroie_takes_only_its_ccocr_subset(tmp_path: Path) -> None:
 
 
 def test_plain_parquet_source_uses_the_task_type_field_names(tmp_path: Path) -> None:
-    import datasets
 
     pq.write(tmp_path / "mine" / "train-00000-of-00001.parquet",
              {"id": ["a", "b"], "question": ["q1", "q2"], "answers": [["x"], ["y"]],
@@ -135,7 +136,6 @@ def test_plain_parquet_source_uses_the_task_type_field_names(tmp_path: Path) -> 
 
 
 def test_missing_required_column_names_dataset_split_and_column(tmp_path: Path) -> None:
-    import datasets
 
     pq.write(tmp_path / "bad" / "data" / "test-00000-of-00001.parquet",
              {"type": ["human_test"], "question": ["q"],
@@ -158,7 +158,6 @@ def test_split_that_does_not_exist_lists_the_splits(tmp_path: Path) -> None:
 
 
 def test_row_with_a_bad_reference_names_dataset_split_row_and_column(tmp_path: Path) -> None:
-    import datasets
 
     pq.write(tmp_path / "cord" / "data" / "test-00000-of-00001.parquet",
              {"image": [{"bytes": pq.png(), "path": None}] * 2,
@@ -199,7 +198,6 @@ def test_image_error_reaches_the_runner_as_a_sample_error(tmp_path: Path) -> Non
 
 def test_offline_hub_dataset_not_in_cache_is_a_clear_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import datasets
     import huggingface_hub.constants
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)

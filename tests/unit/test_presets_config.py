@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets  # noqa: F401  (numpy loads once per process: import it before pytester runs)
 import pytest
 
 from pytest_vlmhb.cases import load_cases, load_plan
