@@ -52,8 +52,9 @@ def test_preset_tasks_from_parquet_through_the_hf_server(pytester: pytest.Pytest
     ])
     pytester.makepyfile(test_vlmhb=SUITE)
     (root / "user_config.csv").write_text(
-        "model,task,backend,concurrency\n"
-        "SmolVLM-256M-Instruct,chartqa_test,hf,1\nSmolVLM-256M-Instruct,ocrbench,hf,1\n")
+        "model,task,backend,launcher,concurrency\n"
+        "SmolVLM-256M-Instruct,chartqa_test,hf,local,1\n"
+        "SmolVLM-256M-Instruct,ocrbench,hf,local,1\n")
     (root / "models.csv").write_text(MODELS)
     (root / "tasks.csv").write_text(TASKS)
     result = pytester.runpytest_subprocess("--vlmhb-config=user_config.csv",
