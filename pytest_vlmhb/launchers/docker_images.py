@@ -332,7 +332,11 @@ def _stream_build(plan: BuildPlan, context: Path, log: Path, progress: Progress)
                     progress(f"image {plan.spec.name}: {line.strip()[:120]}")
     if failed or image_id(plan.tag) is None:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-TAIL_LINES:])
-        raise ServerError(f"building image {plan.tag} failed: {failed or 'no image'}; "
+        hint = ""
+        if plan.spec.python_base and image_id(plan.inputs.base_image) is None:
+            hint = (f" (base image {plan.inputs.base_image} is not here: without a registry, "
+                    "build one with model_images/base/build-base.sh)")
+        raise ServerError(f"building image {plan.tag} failed: {failed or 'no image'}{hint}; "
                           f"build log {log}:\n{tail}")
 
 

@@ -87,7 +87,14 @@ def _parity(answers: list[dict[str, str]], first: str, second: str) -> None:
             assert a[sample]["token_ids"] == b[sample]["token_ids"], sample
 
 
+@pytest.fixture
+def not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs below are top-level pytest runs, even when this suite runs under -n."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+
+
 @pytest.mark.server
+@pytest.mark.usefixtures("not_a_worker")
 def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -> None:
     tasks = _page_manifest(pytester, 6)
     setup_suite(pytester, "id,model,task,backend,launcher,max_tokens\n"
@@ -284,6 +291,7 @@ def test_image_build_failure_shows_the_log_tail_and_other_cases_run(
     assert _ours(pytester) == []
 
 
+@pytest.mark.usefixtures("not_a_worker")
 def test_launcher_docker_without_a_daemon_is_a_usage_error(pytester: pytest.Pytester) -> None:
     setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,docker\n")
     os.environ["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"

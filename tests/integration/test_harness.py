@@ -281,7 +281,8 @@ def _page_manifest(pytester: pytest.Pytester, n: int) -> None:
 def test_missing_model_dir_fails_its_case_only(pytester: pytest.Pytester) -> None:
     _page_manifest(pytester, 2)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend\ngone,vqa,hf\nremote,vqa,openai\n",
+        setup_suite(pytester, "model,task,backend,launcher\n"
+                              "gone,vqa,hf,local\nremote,vqa,openai,\n",
                     models=f"name,source,endpoint\ngone,./no-such-model,\nremote,x,{url}\n",
                     tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
         result = run(pytester)
