@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vlmhb.config import ModelRow
-from pytest_vlmhb.errors import ServerError
+from pytest_vlmhb.errors import ConfigError, ServerError
 from pytest_vlmhb.launchers import docker_images as images
 from pytest_vlmhb.launchers.auto import choose
 from pytest_vlmhb.launchers.docker import device_requests
@@ -159,3 +159,27 @@ def test_auto_choice_says_which_and_why() -> None:
     local = choose((False, "no Docker daemon answers (connection refused)"))
     assert local.launcher == "local"
     assert local.line.startswith("launcher=auto -> local: no Docker daemon answers")
+
+
+def test_extra_ca_defaults_to_the_host_pips_cert(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("CERT")
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    assert images.host_pip_cert() == str(bundle)
+    monkeypatch.delenv("PIP_CERT")
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\ncert = {bundle}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    assert images.host_pip_cert() == str(bundle)
+    monkeypatch.setenv("VLMHB_EXTRA_CA_BUNDLE", str(conf))  # explicit input wins
+    monkeypatch.setattr(images, "image_id", lambda tag: None)
+    assert images.BuildInputs.from_env().ca_bundle == conf
+
+
+def test_bad_image_toml_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "image.toml").write_text(
+        '[[image]]\nname = "x"\nbackend = "hf"\ncolour = 1\n')
+    with pytest.raises(ConfigError, match=r"x/image.toml: bad \[\[image\]\] entry"):
+        images.load_specs(tmp_path)
