@@ -83,9 +83,12 @@ def _link_plugin(env_dir: Path) -> None:
     link_dir = env_dir / "vlmhb-plugin"
     link_dir.mkdir(exist_ok=True)
     link = link_dir / "pytest_vlmhb"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(_PLUGIN_ROOT, target_is_directory=True)
+    # Made under a private name and moved into place: two processes (xdist
+    # workers) relinking at once must never see the link missing.
+    staged = link_dir / f".pytest_vlmhb-{os.getpid()}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(_PLUGIN_ROOT, target_is_directory=True)
+    os.replace(staged, link)
     Path(purelib, "vlmhb-plugin.pth").write_text(f"{link_dir}\n")
 
 
