@@ -212,6 +212,8 @@ class CaseRun:
         self.done = loop.submit(self._dispatch_all())
 
     def body(self, sample: Sample) -> dict[str, Any]:
+        if sample.error:
+            raise SampleError(sample.error)
         folder = sample.manifest.parent.resolve()
         if not sample.image.resolve().is_relative_to(folder):
             raise SampleError(f"{sample.manifest}:{sample.line}: image path {sample.image} "

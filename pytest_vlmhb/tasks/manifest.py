@@ -9,7 +9,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import TaskType
-from .unreadable import UnreadableImage
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,8 @@ class Sample:
     line: int = 0
     #: Sub-score group (ChartQA split, OCRBench question type); None when ungrouped.
     category: str | None = None
+    #: Why this sample cannot run (e.g. its dataset row's image does not decode).
+    error: str | None = None
 
 
 def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Sample]:
@@ -66,8 +67,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
                 file=path, line=line_no, allowed=sorted(record),
             ) from None
         image = path.parent / str(record["image"])
-        if record.get("image_error"):
-            image = UnreadableImage.of(image, str(record["image_error"]))
+        error = record.get("image_error")
         category = record.get("category")
         samples.append(
             Sample(
@@ -78,6 +78,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
                 manifest=path,
                 line=line_no,
                 category=None if category is None else str(category),
+                error=str(error) if error else None,
             )
         )
     if not samples:
