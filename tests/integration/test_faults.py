@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_harness import _page_manifest, read_csv, run, setup_suite
+from tests.integration.test_harness import (
+    KILL_SERVER_AFTER_S1,
+    _page_manifest,
+    read_csv,
+    run,
+    setup_suite,
+)
 from tests.stub_openai import StubScript, running_stub
 
 VQA = "name,type,data\nvqa,docvqa,data/m.jsonl\n"
@@ -101,12 +107,7 @@ def test_dead_server_is_restarted_and_the_case_carries_on(pytester: pytest.Pytes
     _page_manifest(pytester, 6)
     setup_suite(pytester, "model,task,backend,launcher,concurrency,max_restarts\n"
                           "tiny,vqa,hf,local,1,1\n", tasks=VQA)
-    pytester.makeconftest(
-        "import os, signal\n"
-        "from pytest_vlmhb.plugin import RUNTIME\n"
-        "def pytest_runtest_teardown(item):\n"
-        "    if item.name.endswith('/s1]'):\n"
-        "        os.kill(item.config.stash[RUNTIME].pool.current.pid, signal.SIGKILL)\n")
+    pytester.makeconftest(KILL_SERVER_AFTER_S1)
     result = run(pytester, "--vlmhb-request-timeout=120")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*restarting server tiny@hf@local*"])

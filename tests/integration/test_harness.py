@@ -296,17 +296,22 @@ def test_missing_model_dir_fails_its_case_only(pytester: pytest.Pytester) -> Non
     assert [r["anls"] for r in rows] == ["0.0", "0.0", "1.0", "1.0"]
 
 
+# A conftest that SIGKILLs the running server once sample s1's item is done.
+KILL_SERVER_AFTER_S1 = (
+    "import os, signal\n"
+    "from pytest_vlmhb.plugin import RUNTIME\n"
+    "def pytest_runtest_teardown(item):\n"
+    "    if item.name.endswith('/s1]'):\n"
+    "        os.kill(item.config.stash[RUNTIME].pool.current.pid, signal.SIGKILL)\n"
+)
+
+
 @pytest.mark.server
 def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester) -> None:
     _page_manifest(pytester, 6)
     setup_suite(pytester, "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n",
                 tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
-    pytester.makeconftest(
-        "import os, signal\n"
-        "from pytest_vlmhb.plugin import RUNTIME\n"
-        "def pytest_runtest_teardown(item):\n"
-        "    if item.name.endswith('/s1]'):\n"
-        "        os.kill(item.config.stash[RUNTIME].pool.current.pid, signal.SIGKILL)\n")
+    pytester.makeconftest(KILL_SERVER_AFTER_S1)
     result = run(pytester, "--vlmhb-request-timeout=120")
     result.assert_outcomes(passed=2, failed=4)
     result.stdout.fnmatch_lines(["*the server exited with code -9 during case tiny:vqa:hf*"])
