@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,15 @@ class Sample:
     category: str | None = None
     #: Why this sample cannot run (e.g. its dataset row's image does not decode).
     error: str | None = None
+
+
+def _escape_error(manifest: Path, line: int, image: Path) -> str | None:
+    """Why ``image`` may not be read: its path leaves the manifest's folder (``../``)."""
+    folder = os.path.normpath(os.path.abspath(manifest.parent))
+    target = os.path.normpath(os.path.abspath(image))
+    if os.path.commonpath([folder, target]) == folder:
+        return None
+    return f"{manifest}:{line}: image path {image} escapes the dataset folder {folder}"
 
 
 def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Sample]:
@@ -67,7 +77,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
                 file=path, line=line_no, allowed=sorted(record),
             ) from None
         image = path.parent / str(record["image"])
-        error = record.get("image_error")
+        error = record.get("image_error") or _escape_error(path, line_no, image)
         category = record.get("category")
         samples.append(
             Sample(
