@@ -17,6 +17,9 @@ class ServeRequest:
     host: str
     port: int
     server_args: Sequence[str]
+    #: Whether the server runs with an NVIDIA GPU; None: probe this host (a
+    #: container decides by its own image and device requests instead).
+    gpu: bool | None = None
 
 
 class Backend:
@@ -54,6 +57,6 @@ class Backend:
         """Fields this backend understands beyond the OpenAI API, sent on every request."""
         return {}
 
-    def env(self) -> dict[str, str]:
-        """Extra environment variables for the server process."""
+    def env(self, gpu: bool | None = None) -> dict[str, str]:
+        """Extra environment variables for the server process (``gpu`` as in ServeRequest)."""
         return {}

@@ -13,6 +13,10 @@ def has_nvidia_gpu() -> bool:
     return shutil.which("nvidia-smi") is not None
 
 
+def _on_gpu(gpu: bool | None) -> bool:
+    return has_nvidia_gpu() if gpu is None else gpu
+
+
 class VLLMBackend(Backend):
     """``python -m vllm.entrypoints.openai.api_server`` in its own venv."""
 
@@ -44,11 +48,11 @@ class VLLMBackend(Backend):
             "--model", request.model,
             "--served-model-name", request.served_name,
             "--host", request.host, "--port", str(request.port),
-            "--dtype", "float32" if not has_nvidia_gpu() else "auto",
+            "--dtype", "auto" if _on_gpu(request.gpu) else "float32",
             "--max-model-len", "2048",
             "--limit-mm-per-prompt", '{"image":1}',
             *request.server_args,
         ]
 
-    def env(self) -> dict[str, str]:
-        return {} if has_nvidia_gpu() else {"VLLM_CPU_KVCACHE_SPACE": "1"}
+    def env(self, gpu: bool | None = None) -> dict[str, str]:
+        return {} if _on_gpu(gpu) else {"VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -206,11 +206,11 @@ class DockerLauncher(Launcher):
         cmd = backend.command(ServeRequest(
             python=spec.python, model=MODEL_MOUNT if is_dir else model_path,
             served_name=model.served_name, host="0.0.0.0", port=PORT,
-            server_args=model.server_args))
+            server_args=model.server_args, gpu=bool(model.gpus)))
         log = logs / f"{model.name}@{backend.name}@docker.log"
         label = f"{backend.name} server for {model.name} (image {tag})"
         container = ServerContainer(
-            tag, env={**backend.env(), **key_env},
+            tag, env={**backend.env(gpu=bool(model.gpus)), **key_env},
             entrypoint=[cmd[0]], labels={
                 daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id(),
                 daemon.OUTPUT_LABEL: str(settings.output.resolve()),
