@@ -233,6 +233,7 @@ def load_cases(settings: Settings) -> list[Case]:
             limit=_min_limit(row.limit, settings.limit), request_params=row.request_params,
             request_timeout=row.request_timeout or settings.request_timeout,
             max_retries=row.max_retries, max_restarts=row.max_restarts,
+            gauge_poll_s=row.gauge_poll_s,
             thresholds=_thresholds(raw, task.metrics, path, line),
             source_file=path, source_line=line,
         ))

@@ -82,7 +82,9 @@ def _absorb(chunk: dict[str, Any], out: Completion, now: float, start: float,
             out.text += content
         ids = choice.get("token_ids")
         if ids:
-            out.token_ids = (out.token_ids or []) + list(ids)
+            if out.token_ids is None:
+                out.token_ids = []
+            out.token_ids.extend(ids)
         if choice.get("finish_reason"):
             out.finish_reason = choice["finish_reason"]
 

@@ -21,7 +21,7 @@ CASE_PERF_COLUMNS = (
 # backend exposes no such figure): a cross-check of the client's numbers.
 CASE_SERVER_COLUMNS = (
     "client_completion_tokens", "server_generation_tokens", "server_ttft_mean_ms",
-    "server_max_running",
+    "server_mean_batch", "server_max_running",
 )
 
 

@@ -96,6 +96,8 @@ class CaseRow(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=20)
     #: Restarts of a server that died during the case before its samples fail.
     max_restarts: int = Field(default=0, ge=0, le=10)
+    #: Seconds between reads of the server's running gauge; 0: not read.
+    gauge_poll_s: float = Field(default=0.0, ge=0.0, le=60.0)
 
     @field_validator("request_params", mode="before")
     @classmethod
@@ -181,6 +183,7 @@ class Case(BaseModel):
     request_timeout: float
     max_retries: int
     max_restarts: int
+    gauge_poll_s: float
     thresholds: tuple[Threshold, ...]
     source_file: Path
     source_line: int

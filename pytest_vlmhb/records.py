@@ -136,6 +136,7 @@ def summarize_case(case: Case, records: Sequence[Record],
     row["client_completion_tokens"] = tokens
     row["server_generation_tokens"] = info.get("server_generation_tokens")
     row["server_ttft_mean_ms"] = _round(info.get("server_ttft_mean_ms"), 3)
+    row["server_mean_batch"] = _round(info.get("server_mean_batch"), 2)
     row["server_max_running"] = info.get("server_max_running")
     return row
 

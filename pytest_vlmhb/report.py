@@ -218,7 +218,8 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
                   "Completion tokens the client counted (from `usage`) against the "
                   "server's own /metrics for the case.", ""]
         lines += _table(["case_id", "client_completion_tokens", "server_generation_tokens",
-                         "ttft_p50_ms", "server_ttft_mean_ms", "server_max_running", "status"],
+                         "ttft_p50_ms", "server_ttft_mean_ms", "server_mean_batch",
+                         "server_max_running", "status"],
                         [{**r, "status": token_mismatch(r) or "match"} for r in checked])
         lines.append("")
     if plan.baseline is not None:

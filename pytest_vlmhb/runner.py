@@ -170,6 +170,12 @@ class ServerWatch:
         ttft_sum, ttft_count = self.delta("ttft_sum"), self.delta("ttft_count")
         if ttft_sum is not None and ttft_count:
             out["server_ttft_mean_ms"] = ttft_sum / ttft_count * 1000.0
+        steps = self.delta("steps")
+        if tokens is not None and steps:
+            # Each step gives every running request at most one token (no
+            # speculative decoding), so this mean is a floor for the largest
+            # batch the server ran: unlike the sampled gauge, it misses nothing.
+            out["server_mean_batch"] = tokens / steps
         if self.max_running is not None:
             out["server_max_running"] = self.max_running
         peak = self.after.get(self.names.get("peak_memory_bytes", ""))
@@ -210,7 +216,6 @@ class CaseRun:
     retries: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     done: concurrent.futures.Future[dict[str, Any]] | None = None
-    poll_interval_s: float = 0.25
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
     _restart_lock: asyncio.Lock | None = None
@@ -332,7 +337,7 @@ class CaseRun:
             if url:
                 watch.observe(await fetch_metrics_text(session, url))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_interval_s)
+                await asyncio.wait_for(stop.wait(), self.case.gauge_poll_s)
 
     async def _dispatch_all(self) -> dict[str, Any]:
         self._restart_lock = asyncio.Lock()
@@ -347,7 +352,7 @@ class CaseRun:
                 watcher = None
                 if metrics_url:
                     watch.before = await scrape_metrics(session, metrics_url)
-                    if "running" in watch.names:
+                    if "running" in watch.names and self.case.gauge_poll_s > 0:
                         watcher = asyncio.create_task(self._watch(session, watch, stop))
                 await asyncio.gather(*(self._one(session, sem, s) for s in self.samples))
                 stop.set()

@@ -50,7 +50,8 @@ class Backend:
 
     #: Prometheus sample names on ``metrics_path`` by role, for the server-side
     #: cross-check: ``generation_tokens`` (counter), ``running`` (gauge),
-    #: ``ttft_sum``/``ttft_count`` (TTFT histogram, seconds), ``peak_memory_bytes``.
+    #: ``ttft_sum``/``ttft_count`` (TTFT histogram, seconds), ``steps`` (counter of
+    #: engine steps that produced output), ``peak_memory_bytes``.
     server_metrics: ClassVar[dict[str, str]] = {}
 
     def request_extras(self) -> dict[str, object]:
@@ -60,3 +61,8 @@ class Backend:
     def env(self, gpu: bool | None = None) -> dict[str, str]:
         """Extra environment variables for the server process (``gpu`` as in ServeRequest)."""
         return {}
+
+    def after_ready(self, pid: int, gpu: bool | None = None) -> list[str]:
+        """Adjust a started server's processes once it answers (``pid``: its first
+        process as this host sees it, 0 if unknown); lines saying what was done."""
+        return []

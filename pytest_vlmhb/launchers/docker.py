@@ -244,6 +244,8 @@ class DockerLauncher(Launcher):
             stop()
             raise
         progress(f"{label} is up on {url} ({time.monotonic() - started:.1f} s)")
+        for line in backend.after_ready(_host_pid(wrapped), gpu=bool(model.gpus)):
+            progress(f"{label}: {line}")
         versions = wrapped.exec_run([spec.python, "-c", _VERSIONS]).output.decode()
         return RunningServer(
             base_url=url + "/v1", root_url=url, served_name=model.served_name,
@@ -256,6 +258,15 @@ class DockerLauncher(Launcher):
                 "packages": _json_or_empty(versions),
             },
         )
+
+
+def _host_pid(wrapped: Any) -> int:
+    """The container's first process as the host sees it (0 if unknown, e.g. a remote daemon)."""
+    try:
+        wrapped.reload()
+        return int(wrapped.attrs.get("State", {}).get("Pid") or 0)
+    except Exception:  # docker SDK/API errors: nothing to adjust
+        return 0
 
 
 def _json_or_empty(text: str) -> dict[str, Any]:

@@ -145,6 +145,8 @@ class LocalLauncher(Launcher):
             stop_process(proc)
             raise
         progress(f"{label} is up")
+        for line in backend.after_ready(proc.pid):
+            progress(f"{label}: {line}")
         versions = subprocess.run([str(python), "-c", _VERSIONS], capture_output=True,
                                   text=True, env=clean_env()).stdout
         return RunningServer(

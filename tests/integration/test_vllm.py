@@ -20,13 +20,13 @@ from tests.integration.test_harness import REPO, read_csv, run, setup_suite
 
 pytestmark = pytest.mark.vllm
 
-# The batching check reads vLLM's running gauge at 4 Hz while this case runs.
-# Requests reach the engine only after the API process has prepared their
-# images, which CI's parallel load slows down: 128- and 256-token requests
-# peaked at 5 and 3 running there. Requests long enough to outlast the
-# preparation of a whole wave of 8 all run together, however slow it is.
-LOAD_SAMPLES = 16
-LOAD_TOKENS = 1024
+# The batching check: one wave of 8 requests as long as the tiny model allows
+# (2048 positions), so all 8 are in vLLM's engine together for seconds, long
+# enough for several reads of its running gauge even when CI's parallel load
+# slows the API process that prepares them (shorter, two-wave cases peaked at
+# 5, 3 and 0 running there).
+LOAD_SAMPLES = 8
+LOAD_TOKENS = 1900
 
 
 def _agreement(report: str) -> dict[str, tuple[float, float]]:
@@ -52,11 +52,10 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
     tasks = (REPO / "benchmarks" / "tasks.csv").read_text() + "load,docvqa,data/load.jsonl\n"
     setup_suite(
         pytester,
-        "id,model,task,backend,concurrency,max_tokens,request_params,launcher\n"
-        "vqa-hf,tiny,synth-docvqa,hf,8,,,local\nvqa-vllm,tiny,synth-docvqa,vllm,8,,,local\n"
-        "ocr-hf,tiny,synth-ocr,hf,8,32,,local\nocr-vllm,tiny,synth-ocr,vllm,8,32,,local\n"
-        # long enough for many reads of vLLM's running gauge
-        f'load-vllm,tiny,load,vllm,8,{LOAD_TOKENS},"{{""ignore_eos"": true}}",local\n',
+        "id,model,task,backend,concurrency,max_tokens,request_params,launcher,gauge_poll_s\n"
+        "vqa-hf,tiny,synth-docvqa,hf,8,,,local,\nvqa-vllm,tiny,synth-docvqa,vllm,8,,,local,\n"
+        "ocr-hf,tiny,synth-ocr,hf,8,32,,local,\nocr-vllm,tiny,synth-ocr,vllm,8,32,,local,\n"
+        f'load-vllm,tiny,load,vllm,8,{LOAD_TOKENS},"{{""ignore_eos"": true}}",local,0.25\n',
         tasks=tasks)
     result = run(pytester)
     result.assert_outcomes(passed=12 * 4 + LOAD_SAMPLES)
@@ -73,10 +72,17 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
         assert float(row["server_generation_tokens"]) == float(row["client_completion_tokens"])
     assert float(metrics["load-vllm"]["client_completion_tokens"]) == LOAD_SAMPLES * LOAD_TOKENS
     assert float(metrics["vqa-vllm"]["server_ttft_mean_ms"]) > 0
-    # The harness keeps `concurrency` requests in flight and vLLM batches them.
-    # The gauge was read during the case. Its peak (8 on a quiet machine) is not
-    # asserted: under CI's parallel load it read 5, 3 and 0 (issue 3, left open).
-    assert float(metrics["load-vllm"]["server_max_running"]) >= 0
+    # The harness keeps `concurrency` requests in flight and vLLM batches them:
+    # its running gauge, read 4 times a second, reached 6 or more. Generation
+    # tokens per engine step, from vLLM's own counters, is a floor for the
+    # largest batch (never above the concurrency); under heavy load the 8
+    # requests reach the engine over seconds, so it is not held to 6.
+    load = metrics["load-vllm"]
+    assert float(load["server_max_running"]) >= 6, load
+    assert 1 <= float(load["server_mean_batch"]) <= 8, load
+    assert metrics["vqa-vllm"]["server_max_running"] in ("", None)  # not read by default
+    # the CPU build's busy-waiting engine core was given a lower priority
+    assert "lowered vLLM's engine-core process" in result.stdout.str()
     tokens = LOAD_SAMPLES * LOAD_TOKENS
     assert f"| load-vllm | {tokens} | {tokens} |" in report
     log = (out / "logs" / "tiny@vllm@local.log").read_text()

@@ -33,7 +33,7 @@ def _case(metrics: tuple[str, ...]) -> Case:
                     max_tokens=8, base_dir=Path("."))
     return Case(id="c", index=0, model=model, task=task, backend="hf", launcher="local",
                 concurrency=2, max_tokens=8, temperature=0.0, limit=None, request_params={},
-                request_timeout=10.0, max_retries=0, max_restarts=0,
+                request_timeout=10.0, max_retries=0, max_restarts=0, gauge_poll_s=0.0,
                 thresholds=(), source_file=Path("u.csv"), source_line=2)
 
 
