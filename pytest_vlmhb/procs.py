@@ -1,4 +1,4 @@
-"""Finding and re-prioritising a server's own processes (Linux /proc; elsewhere a no-op)."""
+"""Finding a server's own processes, re-prioritising and pinning them (Linux /proc)."""
 
 from __future__ import annotations
 
@@ -52,13 +52,36 @@ def lower_priority(pid: int, niceness: int) -> int:
     needs no privilege.
     """
     changed = 0
-    try:
-        threads = [int(t.name) for t in (PROC / str(pid) / "task").iterdir()]
-    except OSError:
-        return 0
-    for tid in threads:
+    for tid in _threads(pid):
         try:
             os.setpriority(os.PRIO_PROCESS, tid, niceness)
+            changed += 1
+        except OSError:
+            pass  # the thread ended meanwhile
+    return changed
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t.name) for t in (PROC / str(pid) / "task").iterdir()]
+    except OSError:
+        return []
+
+
+def cpus_of(pid: int) -> set[int]:
+    """The CPUs ``pid`` may run on (empty if it is gone)."""
+    try:
+        return set(os.sched_getaffinity(pid))
+    except OSError:
+        return set()
+
+
+def pin(pid: int, cpus: set[int]) -> int:
+    """Bind every thread of ``pid`` to ``cpus``; the number of threads changed."""
+    changed = 0
+    for tid in _threads(pid):
+        try:
+            os.sched_setaffinity(tid, cpus)
             changed += 1
         except OSError:
             pass  # the thread ended meanwhile

@@ -5,15 +5,18 @@ from __future__ import annotations
 import shutil
 from typing import ClassVar
 
-from ..procs import descendants, lower_priority, process_name
+from ..procs import cpus_of, descendants, lower_priority, pin, process_name
 from .base import Backend, ServeRequest
 
-#: The CPU build's engine-core process. It waits for its worker in a
-#: ``sched_yield`` loop, which on a 2-core machine starved the API server, the
-#: harness and every other process for 2-12 s at a time (an unrelated process
-#: sleeping 50 ms woke 4 s late) while the worker kept generating; at nice 10
-#: no stall was seen. The worker itself, which does the computing, is left alone.
+#: The CPU build's engine-core process waits for its worker in a ``sched_yield``
+#: loop. On a 2-core machine that loop froze the API server, the harness and
+#: every other process for 2-12 s at a time (an unrelated process sleeping
+#: 50 ms woke 4 s late) while the worker kept generating. vLLM binds the worker
+#: to its own CPUs and leaves the rest to the API server; the engine core is
+#: moved onto the worker's CPUs, or, where the worker has them all, given a
+#: lower priority. Either way no stall was seen since.
 ENGINE_CORE_NAME = "VLLM::EngineCor"  # /proc comm keeps 15 characters
+WORKER_NAME = "VLLM::Worker"
 ENGINE_CORE_NICENESS = 10
 
 
@@ -71,11 +74,19 @@ class VLLMBackend(Backend):
     def after_ready(self, pid: int, gpu: bool | None = None) -> list[str]:
         if _on_gpu(gpu) or pid <= 0:
             return []
-        lines = []
+        named: dict[str, int] = {}
         for child in descendants(pid):
-            if process_name(child) == ENGINE_CORE_NAME and lower_priority(
-                    child, ENGINE_CORE_NICENESS):
-                lines.append(f"lowered vLLM's engine-core process {child} to nice "
-                             f"{ENGINE_CORE_NICENESS}: its busy-wait starves other "
-                             "processes on a small CPU machine")
-        return lines
+            named.setdefault(process_name(child), child)
+        core = named.get(ENGINE_CORE_NAME)
+        if core is None:
+            return []
+        worker_cpus = cpus_of(named[WORKER_NAME]) if WORKER_NAME in named else set()
+        if worker_cpus and worker_cpus != cpus_of(core) and pin(core, worker_cpus):
+            return [f"moved vLLM's engine-core process {core} onto its worker's CPUs "
+                    f"{sorted(worker_cpus)}: its busy-wait starves the API server and "
+                    "the harness on the CPUs left to them"]
+        if lower_priority(core, ENGINE_CORE_NICENESS):
+            return [f"lowered vLLM's engine-core process {core} to nice "
+                    f"{ENGINE_CORE_NICENESS}: its busy-wait starves other processes "
+                    "on a small CPU machine"]
+        return []

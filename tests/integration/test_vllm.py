@@ -81,8 +81,9 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
     assert float(load["server_max_running"]) >= 6, load
     assert 1 <= float(load["server_mean_batch"]) <= 8, load
     assert metrics["vqa-vllm"]["server_max_running"] in ("", None)  # not read by default
-    # the CPU build's busy-waiting engine core was given a lower priority
-    assert "lowered vLLM's engine-core process" in result.stdout.str()
+    # the CPU build's busy-waiting engine core was moved off the CPUs left to
+    # the API server (or given a lower priority)
+    assert "vLLM's engine-core process" in result.stdout.str()
     tokens = LOAD_SAMPLES * LOAD_TOKENS
     assert f"| load-vllm | {tokens} | {tokens} |" in report
     log = (out / "logs" / "tiny@vllm@local.log").read_text()
