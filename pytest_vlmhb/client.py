@@ -72,15 +72,20 @@ def _absorb(chunk: dict[str, Any], out: Completion, now: float, start: float,
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         content = delta.get("content")
-        if content:
+        ids = choice.get("token_ids")
+        # A chunk carries a generated token when it has text, or the token's id
+        # (a first token whose text the server withholds, a partial UTF-8
+        # sequence, still counts). A role chunk carries neither: servers send it
+        # with the first token (vLLM) or at once (the HF wrapper).
+        if content or ids:
             if out.ttft_s is None:
                 out.ttft_s = now - start
             else:
                 out.itl_s.append(now - last[0])
             last[0] = now
             out.e2e_s = now - start
+        if content:
             out.text += content
-        ids = choice.get("token_ids")
         if ids:
             if out.token_ids is None:
                 out.token_ids = []

@@ -32,6 +32,9 @@ class StubScript:
     #: Scripted failures of the first requests, in order: an HTTP status, or 0 for
     #: a connection dropped before any response.
     fail_first: list[int] = field(default_factory=list)
+    #: Send a first token whose text is withheld (empty content), like vLLM's
+    #: detokenizer on a partial UTF-8 sequence; it carries its id when asked.
+    withheld_first_token: bool = False
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -76,10 +79,16 @@ def make_app(script: StubScript) -> web.Application:
         await asyncio.sleep(script.first_delay_s)
         pieces = [answer[i:i + script.chunk_chars]
                   for i in range(0, len(answer), script.chunk_chars)]
+        with_ids = bool(body.get("return_token_ids"))
+        if script.withheld_first_token:
+            pieces.insert(0, "")
         for n, piece in enumerate(pieces):
             if n:
                 await asyncio.sleep(script.chunk_delay_s)
-            await send({"choices": [{"index": 0, "delta": {"content": piece}}]})
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": piece}}
+            if with_ids:
+                choice["token_ids"] = [100 + n]
+            await send({"choices": [choice]})
         await send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if script.send_usage:
             await send({"choices": [], "usage": {"prompt_tokens": 7,

@@ -66,3 +66,26 @@ def test_timeout_is_reported() -> None:
 def test_connection_refused_is_a_server_error() -> None:
     with pytest.raises(ServerError, match="Connect"):
         _chat("http://127.0.0.1:9/v1")
+
+
+def _chat_ids(url: str) -> Completion:
+    async def go() -> Completion:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "stub", "messages": [{"role": "user", "content": "q"}],
+                    "return_token_ids": True}
+            return await stream_chat(session, url + "/chat/completions", body)
+    return asyncio.run(go())
+
+
+def test_a_withheld_first_token_counts_by_its_id() -> None:
+    """TTFT is the first generated token, also when its text comes one token later."""
+    script = StubScript(default_answer="abcd", chunk_chars=2, first_delay_s=0.2,
+                        chunk_delay_s=0.15, withheld_first_token=True)
+    with running_stub(script) as url:
+        with_ids, text_only = _chat_ids(url), _chat(url)
+    assert with_ids.text == text_only.text == "abcd"
+    assert with_ids.token_ids == [100, 101, 102]
+    assert with_ids.ttft_s is not None and text_only.ttft_s is not None
+    assert 0.18 <= with_ids.ttft_s < 0.33  # the id-only chunk, not the role chunk
+    assert text_only.ttft_s >= 0.33  # without ids: the first text
+    assert len(with_ids.itl_s) == 2 and len(text_only.itl_s) == 1
