@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import re
 import statistics
@@ -137,6 +138,15 @@ def median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A distribution-free ~95% interval of the median (order statistics, normal
+    approximation of the binomial); the whole range below 6 values."""
+    ordered = sorted(values)
+    n = len(ordered)
+    k = max(0, math.floor(n / 2 - 1.96 * math.sqrt(n) / 2))
+    return ordered[k], ordered[n - 1 - k]
+
+
 def serve_vllm(cache: Path, out: Path) -> tuple[Any, str, str]:
     settings = Settings(config=None, output=out, limit=None, cache=cache, models=None,
                         tasks=None, startup_timeout=900, request_timeout=300)
@@ -180,10 +190,16 @@ def vllm_rounds(args: argparse.Namespace, cache: Path, out: Path) -> dict[str, A
     med = {k: {m: median(v, m) for m in ("requests_per_s", "ttft_p50_ms")}
            for k, v in results.items()}
 
+    def per_round(a: str, b: str, m: str) -> list[float]:
+        """The ratio between two runs of the same round, round by round."""
+        return [x[m] / y[m] for x, y in zip(results[a], results[b], strict=True)]
+
     def paired(a: str, b: str, m: str) -> float:
-        """Median over rounds of the ratio between two runs of the same round."""
-        return statistics.median(x[m] / y[m] for x, y in zip(results[a], results[b],
-                                                              strict=True))
+        return statistics.median(per_round(a, b, m))
+
+    compared = {"harness_vs_vllm_bench_rps": ("harness_c16", "bench_c16", "requests_per_s"),
+                "harness_vs_vllm_bench_ttft_p50": ("harness_c16", "bench_c16", "ttft_p50_ms"),
+                "harness_c16_vs_c1_rps": ("harness_c16", "harness_c1", "requests_per_s")}
 
     return {
         "rounds": results, "medians": med,
@@ -193,6 +209,7 @@ def vllm_rounds(args: argparse.Namespace, cache: Path, out: Path) -> dict[str, A
                                                      "ttft_p50_ms"),
             "harness_c16_vs_c1_rps": paired("harness_c16", "harness_c1", "requests_per_s"),
         },
+        "ratio_intervals": {k: median_interval(per_round(*v)) for k, v in compared.items()},
         "ratios_of_medians": {
             "harness_vs_vllm_bench_rps": med["harness_c16"]["requests_per_s"]
             / med["bench_c16"]["requests_per_s"],
@@ -240,11 +257,12 @@ def render(result: dict[str, Any]) -> str:
         lines += ["| run (median over rounds) | requests/s | TTFT p50 ms |", "|---|---|---|"]
         for k, m in v["medians"].items():
             lines.append(f"| {k} | {m['requests_per_s']:.2f} | {m['ttft_p50_ms']:.2f} |")
-        lines += ["", "| ratio | median of per-round ratios | ratio of medians | target |",
-                  "|---|---|---|---|"]
+        lines += ["", "| ratio | median of per-round ratios | its ~95% interval | "
+                  "ratio of medians | target |", "|---|---|---|---|---|"]
         for k, r in v["ratios"].items():
-            lines.append(f"| {k} | {r:.3f} | {v['ratios_of_medians'][k]:.3f} | "
-                         f"{v['targets'][k]} |")
+            low, high = v["ratio_intervals"][k]
+            lines.append(f"| {k} | {r:.3f} | {low:.3f}-{high:.3f} | "
+                         f"{v['ratios_of_medians'][k]:.3f} | {v['targets'][k]} |")
         lines.append("")
     if "overhead" in result:
         o = result["overhead"]
