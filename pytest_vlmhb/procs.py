@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -44,6 +45,22 @@ def process_name(pid: int) -> str:
         return ""
 
 
+def _each_thread(pid: int, change: Callable[[int], object]) -> int:
+    """Apply ``change`` to every thread of ``pid``; the number of threads changed."""
+    changed = 0
+    try:
+        threads = [int(t.name) for t in (PROC / str(pid) / "task").iterdir()]
+    except OSError:
+        return 0
+    for tid in threads:
+        try:
+            change(tid)
+            changed += 1
+        except OSError:
+            pass  # the thread ended meanwhile
+    return changed
+
+
 def lower_priority(pid: int, niceness: int) -> int:
     """Set every thread of ``pid`` to ``niceness``; the number of threads changed.
 
@@ -51,21 +68,12 @@ def lower_priority(pid: int, niceness: int) -> int:
     by one; threads they start later inherit it. Lowering one's own priority
     needs no privilege.
     """
-    changed = 0
-    for tid in _threads(pid):
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, niceness)
-            changed += 1
-        except OSError:
-            pass  # the thread ended meanwhile
-    return changed
+    return _each_thread(pid, lambda tid: os.setpriority(os.PRIO_PROCESS, tid, niceness))
 
 
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(t.name) for t in (PROC / str(pid) / "task").iterdir()]
-    except OSError:
-        return []
+def pin(pid: int, cpus: set[int]) -> int:
+    """Bind every thread of ``pid`` to ``cpus``; the number of threads changed."""
+    return _each_thread(pid, lambda tid: os.sched_setaffinity(tid, cpus))
 
 
 def cpus_of(pid: int) -> set[int]:
@@ -74,15 +82,3 @@ def cpus_of(pid: int) -> set[int]:
         return set(os.sched_getaffinity(pid))
     except OSError:
         return set()
-
-
-def pin(pid: int, cpus: set[int]) -> int:
-    """Bind every thread of ``pid`` to ``cpus``; the number of threads changed."""
-    changed = 0
-    for tid in _threads(pid):
-        try:
-            os.sched_setaffinity(tid, cpus)
-            changed += 1
-        except OSError:
-            pass  # the thread ended meanwhile
-    return changed

@@ -194,30 +194,14 @@ def vllm_rounds(args: argparse.Namespace, cache: Path, out: Path) -> dict[str, A
         """The ratio between two runs of the same round, round by round."""
         return [x[m] / y[m] for x, y in zip(results[a], results[b], strict=True)]
 
-    def paired(a: str, b: str, m: str) -> float:
-        return statistics.median(per_round(a, b, m))
-
     compared = {"harness_vs_vllm_bench_rps": ("harness_c16", "bench_c16", "requests_per_s"),
                 "harness_vs_vllm_bench_ttft_p50": ("harness_c16", "bench_c16", "ttft_p50_ms"),
                 "harness_c16_vs_c1_rps": ("harness_c16", "harness_c1", "requests_per_s")}
-
     return {
         "rounds": results, "medians": med,
-        "ratios": {
-            "harness_vs_vllm_bench_rps": paired("harness_c16", "bench_c16", "requests_per_s"),
-            "harness_vs_vllm_bench_ttft_p50": paired("harness_c16", "bench_c16",
-                                                     "ttft_p50_ms"),
-            "harness_c16_vs_c1_rps": paired("harness_c16", "harness_c1", "requests_per_s"),
-        },
+        "ratios": {k: statistics.median(per_round(*v)) for k, v in compared.items()},
         "ratio_intervals": {k: median_interval(per_round(*v)) for k, v in compared.items()},
-        "ratios_of_medians": {
-            "harness_vs_vllm_bench_rps": med["harness_c16"]["requests_per_s"]
-            / med["bench_c16"]["requests_per_s"],
-            "harness_vs_vllm_bench_ttft_p50": med["harness_c16"]["ttft_p50_ms"]
-            / med["bench_c16"]["ttft_p50_ms"],
-            "harness_c16_vs_c1_rps": med["harness_c16"]["requests_per_s"]
-            / med["harness_c1"]["requests_per_s"],
-        },
+        "ratios_of_medians": {k: med[a][m] / med[b][m] for k, (a, b, m) in compared.items()},
         "targets": {"harness_vs_vllm_bench_rps": ">= 0.95",
                     "harness_vs_vllm_bench_ttft_p50": "within 0.95-1.05",
                     "harness_c16_vs_c1_rps": ">= 4"},
