@@ -22,6 +22,7 @@ from filelock import FileLock
 from packaging.requirements import Requirement
 
 from .errors import ServerError
+from .redact import redact_then_truncate
 
 Progress = Callable[[str], None]
 _MARKER = ".vlmhb-complete"
@@ -66,7 +67,7 @@ def _run_streamed(cmd: list[str], log: Path, progress: Progress, label: str) -> 
             sink.write(line)
             tail = [*tail[-30:], line.rstrip()]
             if line.startswith(("Collecting ", "Installing collected", "Successfully")):
-                progress(f"{label}: {line.strip()[:120]}")
+                progress(f"{label}: {redact_then_truncate(line.strip(), 120, keep='head')}")
         if proc.wait() != 0:
             raise ServerError(
                 f"{label} failed (exit {proc.returncode}); log: {log}\n" + "\n".join(tail)

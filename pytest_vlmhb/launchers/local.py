@@ -54,7 +54,7 @@ def free_port() -> int:
 def log_tail(path: Path, lines: int = 40) -> str:
     """The log's last lines, with known secrets masked."""
     try:
-        return redact("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(redact(path.read_text(errors="replace")).splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
