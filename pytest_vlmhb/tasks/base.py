@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from .lines import ManifestLine
+from .templates import render_template
+
 
 class TaskType:
     """A kind of document task; subclasses register under ``vlmhb.tasks``.
 
     A manifest line holds ``id``, ``image``, the type's :attr:`input_fields`
-    and :attr:`reference_fields`; the prompt is :attr:`default_prompt` (or the
-    task row's ``prompt``) formatted with the line's fields plus
-    :meth:`prompt_variables`.
+    and :attr:`reference_fields`, validated with :attr:`line_model`; the prompt
+    is :attr:`default_prompt` (or the task row's ``prompt``), a template of
+    plain ``{name}`` fields (see :mod:`.templates`) filled from the line's
+    fields plus :meth:`prompt_variables`.
     """
 
     name: ClassVar[str]
@@ -23,6 +27,8 @@ class TaskType:
     default_metrics: ClassVar[tuple[str, ...]]
     default_prompt: ClassVar[str]
     default_max_tokens: ClassVar[int] = 64
+    #: Pydantic model of one manifest line (strict types; extra fields allowed).
+    line_model: ClassVar[type[ManifestLine]] = ManifestLine
 
     def prompt_variables(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Extra names a prompt template may use, derived from the record."""
@@ -34,4 +40,4 @@ class TaskType:
 
     def render_prompt(self, template: str, record: Mapping[str, Any]) -> str:
         """The prompt text for one sample."""
-        return template.format_map({**record, **self.prompt_variables(record)})
+        return render_template(template, {**record, **self.prompt_variables(record)})

@@ -6,12 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import TaskType
+from .lines import FieldsLine, LabelLine, QuestionLine, TextLine
 
 
 class DocVQA(TaskType):
     """Document visual question answering, scored with ANLS."""
 
     name = "docvqa"
+    line_model = QuestionLine
     input_fields = ("question",)
     reference_fields = ("answers",)
     default_metrics = ("anls", "exact_match")
@@ -23,6 +25,7 @@ class ChartQA(TaskType):
     """Questions about charts, scored with relaxed accuracy."""
 
     name = "chartqa"
+    line_model = QuestionLine
     input_fields = ("question",)
     reference_fields = ("answers",)
     default_metrics = ("relaxed_accuracy",)
@@ -34,6 +37,7 @@ class OCR(TaskType):
     """Full-text recognition, scored with CER and WER."""
 
     name = "ocr"
+    line_model = TextLine
     reference_fields = ("text",)
     default_metrics = ("cer", "wer")
     default_prompt = "Read all the text in the image."
@@ -54,6 +58,7 @@ class KIE(TaskType):
     """Key-information extraction: the model answers JSON, scored with field F1."""
 
     name = "kie"
+    line_model = FieldsLine
     reference_fields = ("fields",)
     default_metrics = ("f1", "kie_precision", "kie_recall")
     default_prompt = (
@@ -70,6 +75,7 @@ class DocClassification(TaskType):
     """Document classification among the manifest's labels, scored with accuracy."""
 
     name = "doc_classification"
+    line_model = LabelLine
     reference_fields = ("label", "labels")
     default_metrics = ("accuracy",)
     default_prompt = "What kind of document is this? Answer with one word from: {label_list}."
