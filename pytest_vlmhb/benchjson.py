@@ -17,7 +17,9 @@ from typing import Any
 from pytest_benchmark.stats import Stats
 
 from .config import Case
+from .outputdir import atomic_write_text
 from .records import Record
+from .redact import redact
 
 FIGURES = (("ttft", "ttft_ms"), ("e2e", "e2e_ms"))
 
@@ -52,7 +54,8 @@ def benchmark_entries(case: Case, records: Sequence[Record]) -> list[dict[str, A
     return entries
 
 
-def write_benchmark_json(path: Path, cases: Sequence[tuple[Case, Sequence[Record]]]) -> None:
+def benchmark_json_text(cases: Sequence[tuple[Case, Sequence[Record]]]) -> str:
+    """The saved-run document of all cases, secrets masked."""
     from importlib.metadata import version
 
     doc = {
@@ -62,4 +65,9 @@ def write_benchmark_json(path: Path, cases: Sequence[tuple[Case, Sequence[Record
         "datetime": dt.datetime.now(dt.UTC).isoformat(),
         "version": version("pytest-benchmark"),
     }
-    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return redact(json.dumps(doc, indent=2))
+
+
+def write_benchmark_json(path: Path, cases: Sequence[tuple[Case, Sequence[Record]]]) -> None:
+    """:func:`benchmark_json_text` written atomically (the previous file stays on failure)."""
+    atomic_write_text(path, benchmark_json_text(cases))

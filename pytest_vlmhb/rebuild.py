@@ -5,24 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cases import Plan
+from .config import Case
+from .records import Record, metric
 from .report import RunResults, gate_result
-from .store import load_case_info, load_records, record_key
+from .store import load_store, record_key
+from .tasks.manifest import Sample
 
 
-def results_from_store(plan: Plan, output: Path) -> RunResults:
-    """The plan's stored records, case figures and re-checked gates."""
-    stored = load_records(output)
-    case_info = load_case_info(output)
-    results = RunResults()
+def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
+    """A stored record placed in ``case``; a metric it has no stats for (the case's
+    metrics changed since) is scored from the stored answer, as ``--vlmhb-resume`` does."""
+    record = {**stored, "case_id": case.id, "sample_id": sample.id, "launcher": case.launcher}
+    missing = [n for n in case.task.metrics
+               if n not in record["stats"] or n not in record["scores"]]
+    if missing:
+        stats, scores = dict(record["stats"]), dict(record["scores"])
+        for name in missing:
+            m = metric(name)
+            s = (m.worst_stats(sample.reference) if record["error"]
+                 else m.stats(record["answer"] or "", sample.reference))
+            stats[name], scores[name] = s, m.value(s)
+        record.update(stats=stats, scores=scores)
+    return record
+
+
+def results_from_store(plan: Plan, output: Path) -> tuple[RunResults, list[str]]:
+    """The plan's stored records, case figures and re-checked gates; and the store
+    lines skipped as ``file:line (why)`` (also noted in report.md)."""
+    store = load_store(output)
+    results = RunResults(store_skipped=list(store.skipped))
     for case in plan.cases:
         for sample in plan.samples[case.id]:
-            record = stored.get(record_key(case, sample))
-            if record is not None:
-                results.add_record({**record, "case_id": case.id})
-        if case.id in case_info:
-            results.case_info[case.id] = case_info[case.id]
+            stored = store.records.get(record_key(case, sample))
+            if stored is not None:
+                results.add_record(_as_case_record(case, sample, stored))
+        if case.id in store.case_info:
+            results.case_info[case.id] = store.case_info[case.id]
         records = results.records.get(case.id, [])
         for threshold in case.thresholds:
             results.gates.append(gate_result(case, threshold, records,
-                                             case_info.get(case.id))[0])
-    return results
+                                             store.case_info.get(case.id))[0])
+    return results, store.skipped

@@ -7,8 +7,8 @@ controller (for the reports), so both see identical figures.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeGuard
 
 from . import registry
 from .client import Completion
@@ -102,6 +102,34 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _is_time(value: Any) -> TypeGuard[float]:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _interval(record: Record) -> tuple[float, float] | None:
+    """A record's [sent_at, finished_at] (wall clock), or None when either is unusable."""
+    sent, done = record.get("sent_at"), record.get("finished_at")
+    if _is_time(sent) and _is_time(done) and done >= sent:
+        return float(sent), float(done)
+    return None
+
+
+def busy_seconds(intervals: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of ``[start, end]`` intervals: the time any request was
+    in flight. Overlaps count once and gaps (e.g. between a run and its resume) not
+    at all; an interval whose end precedes its start is ignored."""
+    total = 0.0
+    lo = hi = -math.inf
+    for start, end in sorted(i for i in intervals if i[1] >= i[0]):
+        if start > hi:
+            total += hi - lo if hi > lo else 0.0
+            lo, hi = start, end
+        else:
+            hi = max(hi, end)
+    return total + (hi - lo if hi > lo else 0.0)
+
+
 def summarize_case(case: Case, records: Sequence[Record],
                    case_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One metrics.csv row: counts, metric aggregates, latency and throughput."""
@@ -123,12 +151,14 @@ def summarize_case(case: Case, records: Sequence[Record],
     for q in (50, 95, 99):
         row[f"e2e_p{q}_ms"] = _round(percentile(e2e, q), 3)
     row["tpot_mean_ms"] = _round(sum(tpot) / len(tpot), 3) if tpot else None
-    sent = [r["sent_at"] for r in ok if r["sent_at"]]
-    done = [r["finished_at"] for r in ok if r["finished_at"]]
-    span = (max(done) - min(sent)) if sent and done else 0.0
+    # Rates over the time requests were in flight, so the gap between a run and
+    # its --vlmhb-resume (or a server restart) does not dilute them.
+    timed = [(r, i) for r in ok if (i := _interval(r)) is not None]
+    busy = busy_seconds(i for _, i in timed)
     tokens = sum(r["completion_tokens"] or 0 for r in ok)
-    row["requests_per_s"] = _round(len(ok) / span, 3) if span > 0 else None
-    row["output_tokens_per_s"] = _round(tokens / span, 3) if span > 0 else None
+    timed_tokens = sum(r["completion_tokens"] or 0 for r, _ in timed)
+    row["requests_per_s"] = _round(len(timed) / busy, 3) if busy > 0 else None
+    row["output_tokens_per_s"] = _round(timed_tokens / busy, 3) if busy > 0 else None
     info = case_info or {}
     for column, key in PEAK_COLUMNS.items():
         peak = info.get(key)

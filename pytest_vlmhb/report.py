@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .baseline import LATENCY_COLUMNS, comparison_rows
-from .benchjson import write_benchmark_json
+from .benchjson import benchmark_json_text
 from .cases import Plan
 from .columns import answer_columns, case_columns
 from .config import Case, Threshold
+from .csvsafe import escape_cell
+from .errors import SampleError
+from .images import read_image
+from .outputdir import atomic_write_files, atomic_write_text, encode_text
 from .records import Record, category_rows, gate_failure, summarize_case, token_mismatch
 from .redact import redact
 from .reference_scores import reference_section
@@ -51,6 +55,8 @@ class RunResults:
     records: dict[str, list[Record]] = field(default_factory=dict)
     case_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
+    #: Results-store lines that were not used, as ``file:line (why)`` (noted in report.md).
+    store_skipped: list[str] = field(default_factory=list)
 
     def add_record(self, record: Record) -> None:
         self.records.setdefault(record["case_id"], []).append(record)
@@ -61,10 +67,13 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def _cell(value: Any) -> Any:
+    """A CSV cell: text masked and escaped against formula injection; numbers as they are."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return escape_cell(redact(value))
     return value
 
 
@@ -84,14 +93,20 @@ def case_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
             for case, recs in ordered_records(plan, results) if recs]
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """A CSV file with known secrets masked."""
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    """CSV text with known secrets masked and every text cell (header included)
+    escaped by :func:`csvsafe.escape_cell`; ``csvsafe.read_csv_dicts`` reads it back."""
     sink = io.StringIO(newline="")
-    writer = csv.DictWriter(sink, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
+    writer = csv.writer(sink)
+    writer.writerow([_cell(c) for c in columns])
     for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    path.write_text(redact(sink.getvalue()), encoding="utf-8", newline="")
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return sink.getvalue()
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """:func:`csv_text` written atomically (the previous file stays on failure)."""
+    atomic_write_text(path, csv_text(columns, rows))
 
 
 def answer_row(record: Record) -> dict[str, Any]:
@@ -105,9 +120,12 @@ def dataset_hash(plan: Plan, case: Case) -> str:
     if samples:
         digest.update(samples[0].manifest.read_bytes())
     for sample in samples:
+        if sample.error:  # never read: it may escape its folder, or be a FIFO
+            digest.update(b"<error>")
+            continue
         try:
-            digest.update(sample.image.read_bytes())
-        except OSError:
+            digest.update(read_image(sample.image))
+        except SampleError:
             digest.update(b"<missing>")
     return digest.hexdigest()[:16]
 
@@ -182,6 +200,21 @@ def _subscore_lines(plan: Plan, results: RunResults) -> list[str]:
     return lines
 
 
+_MAX_SKIPPED_SHOWN = 20
+
+
+def _skipped_lines(skipped: Sequence[str]) -> list[str]:
+    """The note on results-store lines that could not be used."""
+    if not skipped:
+        return []
+    lines = [f"{len(skipped)} store line{'s' * (len(skipped) != 1)} skipped (torn, not JSON "
+             "or not a record of the expected shape; those samples are missing here):", ""]
+    lines += [f"- {line}" for line in skipped[:_MAX_SKIPPED_SHOWN]]
+    if len(skipped) > _MAX_SKIPPED_SHOWN:
+        lines.append(f"- ... and {len(skipped) - _MAX_SKIPPED_SHOWN} more")
+    return [*lines, ""]
+
+
 def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, Any]]) -> str:
     by_case = {c.id: c for c in plan.cases}
     lines = ["# VLMHyperBench report", "",
@@ -202,6 +235,7 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
                          *metrics, *_PERF], task_rows)
         lines.append("")
+    lines += _skipped_lines(results.store_skipped)
     lines += _subscore_lines(plan, results)
     lines += reference_section(plan, rows, _table)
     agreement = agreement_rows(plan, results)
@@ -256,16 +290,23 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
 
 
 def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[str, Any]]:
-    """Write the three files; returns the metrics rows (for the terminal summary)."""
+    """Write answers.csv, metrics.csv, report.md and benchmark.json; returns the
+    metrics rows (for the terminal summary).
+
+    All four are rendered first and then replaced together, each atomically:
+    on a failure (``OutputError``, an ``OSError``) the previous files stay whole.
+    """
     output.mkdir(parents=True, exist_ok=True)
     metric_names = _unique(m for c in plan.cases for m in c.task.metrics)
     answers = [answer_row(r) for _, recs in ordered_records(plan, results) for r in recs]
-    write_csv(output / "answers.csv", answer_columns(metric_names), answers)
     rows = case_rows(plan, results)
-    write_csv(output / "metrics.csv", case_columns(metric_names), rows)
-    (output / "report.md").write_text(redact(render_report(plan, results, rows)),
-                                      encoding="utf-8")
-    write_benchmark_json(output / "benchmark.json", ordered_records(plan, results))
+    atomic_write_files({
+        output / "answers.csv": encode_text(csv_text(answer_columns(metric_names), answers)),
+        output / "metrics.csv": encode_text(csv_text(case_columns(metric_names), rows)),
+        output / "report.md": encode_text(redact(render_report(plan, results, rows))),
+        output / "benchmark.json": encode_text(
+            benchmark_json_text(ordered_records(plan, results))),
+    })
     return rows
 
 

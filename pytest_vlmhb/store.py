@@ -1,25 +1,37 @@
 """The per-sample results store: append-only JSONL, one file per process.
 
-Every scored sample is appended (and flushed) the moment its item finishes,
-so a crashed or interrupted run keeps all it scored. A run without
-``--vlmhb-resume`` moves the previous store aside under a timestamped name;
-with it, stored answers whose key still matches are reused.
+Every scored sample is appended (written straight to the OS) the moment its
+item finishes, so a crashed or interrupted run keeps all it scored. A run
+without ``--vlmhb-resume`` moves the previous store aside under a timestamped
+name; with it, stored answers whose key still matches are reused.
+
+Loading validates every line against the shape :func:`records.make_record`
+writes; a line that is torn, not JSON, or of the wrong shape is skipped and
+reported as ``file:line (why)``, never raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import Case
+from .outputdir import STORE_DIR, OutputError, describe_os_error
 from .records import Record
 from .redact import redact
 from .tasks.manifest import Sample
 
-STORE_DIR = "results"
+__all__ = ["STORE_DIR", "ResultStore", "StoreContents", "StoredRecord", "case_info_entry",
+           "load_case_info", "load_records", "load_store", "record_key", "set_aside"]
 
 
 def record_key(case: Case, sample: Sample) -> str:
@@ -51,49 +63,212 @@ def case_info_entry(case_id: str, info: dict[str, Any]) -> dict[str, Any]:
     return {"case_info": info, "case_id": case_id}
 
 
-def load_case_info(output: Path) -> dict[str, dict[str, Any]]:
-    """Stored case figures by case id (the last one wins)."""
-    out: dict[str, dict[str, Any]] = {}
-    for entry in _entries(output):
-        if isinstance(entry.get("case_info"), dict) and entry.get("case_id"):
-            out[entry["case_id"]] = entry["case_info"]
-    return out
+_STRICT = ConfigDict(strict=True, extra="allow")
+_Count = Annotated[int, Field(ge=0)]
+_Time = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def _entries(output: Path) -> list[dict[str, Any]]:
-    """Every whole JSON object line of the store; a torn last line is skipped."""
-    entries = []
+class StoredRecord(BaseModel):
+    """The shape of a sample line (what ``make_record`` writes, plus ``key``)."""
+
+    model_config = _STRICT
+    key: Annotated[str, Field(min_length=1)]
+    case_id: str
+    sample_id: str
+    answer: str | None
+    error: str | None
+    scores: dict[str, float | None]
+    stats: dict[str, dict[str, float]]
+    ttft_ms: _Time | None
+    tpot_ms: _Time | None
+    e2e_ms: _Time | None
+    completion_tokens: _Count | None
+    sent_at: _Time | None
+    finished_at: _Time | None
+    token_ids: list[int] | None
+    model: str = ""
+    task: str = ""
+    backend: str = ""
+    launcher: str = ""
+    category: str | None = None
+    prompt: str | None = None
+    reference: dict[str, Any] = Field(default_factory=dict)
+    itl_ms: list[_Time | None] = Field(default_factory=list)
+    prompt_tokens: _Count | None = None
+    finish_reason: str | None = None
+    retries: _Count = 0
+
+
+class StoredServer(BaseModel):
+    model_config = _STRICT
+    packages: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoredCaseInfo(BaseModel):
+    """The shape of a case's server figures, as the reports read them."""
+
+    model_config = _STRICT
+    server: StoredServer = Field(default_factory=StoredServer)
+    server_restarts: _Count | None = None
+    server_generation_tokens: float | None = None
+    server_ttft_mean_ms: float | None = None
+    server_mean_batch: float | None = None
+    server_max_running: float | None = None
+    peak_memory_bytes: float | None = None
+    container_peak_memory_bytes: float | None = None
+    gpu_peak_memory_bytes: float | None = None
+
+
+class StoredCaseLine(BaseModel):
+    model_config = _STRICT
+    case_id: Annotated[str, Field(min_length=1)]
+    case_info: StoredCaseInfo
+
+
+#: Fields a record may lack in the store (older versions), with the value it reads as.
+_RECORD_DEFAULTS = {name: info.get_default(call_default_factory=True)
+                    for name, info in StoredRecord.model_fields.items() if not info.is_required()}
+
+
+@dataclass
+class StoreContents:
+    """The valid lines of a results store, and the lines skipped as ``file:line (why)``."""
+
+    records: dict[str, Record] = field(default_factory=dict)
+    case_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _why(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'line'}: {e['msg']}" for e in errors[:3]]
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "wrong shape: " + "; ".join(parts) + more
+
+
+def _take(contents: StoreContents, entry: Any) -> str | None:
+    """Add one parsed line to ``contents``; why it was skipped, or None."""
+    if not isinstance(entry, dict):
+        return f"not a JSON object but {type(entry).__name__}"
+    try:
+        if "case_info" in entry:
+            StoredCaseLine.model_validate(entry)
+            contents.case_info[entry["case_id"]] = entry["case_info"]
+        elif "key" in entry:
+            StoredRecord.model_validate(entry)
+            contents.records[entry["key"]] = {**_RECORD_DEFAULTS, **entry}
+        else:
+            return "neither a sample record (no 'key') nor case figures (no 'case_info')"
+    except ValidationError as exc:
+        return _why(exc)
+    return None
+
+
+def _load_file(path: Path, contents: StoreContents) -> None:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        contents.skipped.append(f"{path} (unreadable: {describe_os_error(exc)})")
+        return
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        why: str | None
+        try:
+            why = _take(contents, json.loads(raw.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            why = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+        except ValueError as exc:  # json.JSONDecodeError, or a number too long to parse
+            torn = number == len(lines)  # no newline after it: cut short by a killed process
+            why = ("torn last line, " if torn else "") + f"not JSON: {exc}"
+        except RecursionError:
+            why = "not JSON: nested too deeply"
+        if why is not None:
+            contents.skipped.append(f"{path}:{number} ({why})")
+
+
+def load_store(output: Path) -> StoreContents:
+    """Every valid record (by key) and case figure (by case id) of the store; the
+    last one wins. Bad lines are skipped and listed, never raised."""
+    contents = StoreContents()
     for path in sorted((output / STORE_DIR).glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed process
-            if isinstance(entry, dict):
-                entries.append(entry)
-    return entries
+        if path.is_file():
+            _load_file(path, contents)
+    return contents
+
+
+def load_case_info(output: Path) -> dict[str, dict[str, Any]]:
+    """Stored case figures by case id (the last one wins); bad lines are skipped."""
+    return load_store(output).case_info
 
 
 def load_records(output: Path) -> dict[str, Record]:
-    """Stored records by key (the last one wins); a torn last line is skipped."""
-    return {entry["key"]: entry for entry in _entries(output) if entry.get("key")}
+    """Stored records by key (the last one wins); bad lines are skipped."""
+    return load_store(output).records
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        view = view[written:]
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    """One JSONL line with secrets masked; non-ASCII escaped only when not UTF-8 encodable."""
+    text = redact(json.dumps(entry, ensure_ascii=False))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate: \\uXXXX keeps it exactly
+        return json.dumps(json.loads(text)).encode("ascii") + b"\n"
 
 
 class ResultStore:
-    """Appends this process's records to ``results/samples-<worker>.jsonl``."""
+    """Appends this process's records to ``results/samples-<worker>.jsonl``.
+
+    Each line goes to the OS in one unbuffered write. A file whose last line
+    was torn (a killed process) or a failed write gets a newline first, so
+    the next record starts on a line of its own. A failed append raises
+    :class:`~pytest_vlmhb.outputdir.OutputError` naming the file and the cause.
+    """
 
     def __init__(self, output: Path, worker_id: str) -> None:
         self.path = output / STORE_DIR / f"samples-{worker_id}.jsonl"
-        self._file: TextIO | None = None
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                _write_all(fd, b"\n")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def append(self, entry: dict[str, Any]) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(redact(json.dumps(entry, ensure_ascii=False)) + "\n")
-        self._file.flush()
+        """Write one line; ``OutputError`` when it cannot (the store stays loadable)."""
+        line = _line(entry)
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            _write_all(self._fd, line)
+        except OSError as exc:
+            self.close()  # the next append reopens and starts a fresh line
+            hint = ("free some space, then " if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "fix that, then ")
+            raise OutputError(
+                f"cannot append to the results store {self.path}: {describe_os_error(exc)}; "
+                f"the records stored before are kept: {hint}rerun with --vlmhb-resume", exc
+            ) from exc
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -37,9 +37,9 @@ def _case(metrics: tuple[str, ...]) -> Case:
                 thresholds=(), source_file=Path("u.csv"), source_line=2)
 
 
-def _sample(sid: str, text: str) -> Sample:
+def _sample(sid: str, text: str, manifest: Path = Path("m.jsonl")) -> Sample:
     return Sample(id=sid, image=Path("x.png"), prompt="p", reference={"text": text},
-                  manifest=Path("m.jsonl"))
+                  manifest=manifest)
 
 
 def test_summary_pools_cer_and_counts_errors_as_worst() -> None:
@@ -76,3 +76,42 @@ def test_summary_pools_cer_and_counts_errors_as_worst() -> None:
 def test_gate_failure_messages(row: dict[str, object], column: str, bound: str, limit: float,
                                expected: str | None) -> None:
     assert gate_failure(row, column, bound, limit) == expected
+
+
+def _timed(sid: str, sent: float | None, finished: float | None, tokens: int = 10,
+           error: str | None = None) -> dict[str, object]:
+    done = Completion(text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=tokens,
+                      sent_at=sent or 0.0, finished_at=finished or 0.0)
+    return make_record(_case(("cer",)), _sample(sid, "x"), None if error else done, error)
+
+
+HOUR = 3600.0
+
+
+@pytest.mark.parametrize(("intervals", "requests_per_s", "tokens_per_s"), [
+    # A resumed run: two bursts of 2 requests over 1 s each, an hour apart -> the burst rate.
+    ([(1000.0, 1001.0), (1000.5, 1001.0), (1000 + HOUR, 1001 + HOUR),
+      (1000 + HOUR, 1000.5 + HOUR)], 2.0, 20.0),
+    ([(1000.0, 1000.5)], 2.0, 20.0),                                  # a single sample
+    ([(1000.0, 1002.0)] * 4, 2.0, 20.0),                              # identical intervals
+    ([(1000.0, 1004.0), (1001.0, 1002.0), (1002.5, 1003.0)], 0.75, 7.5),  # nested
+    ([(1000.0, 1002.0), (1001.0, 1003.0)], 2 / 3, 20 / 3),           # overlapping
+    ([(1000.0, 1001.0), (1001.0, 1002.0)], 1.0, 10.0),                # touching
+])
+def test_rates_over_the_union_of_in_flight_intervals(
+        intervals: list[tuple[float, float]], requests_per_s: float, tokens_per_s: float) -> None:
+    records = [_timed(f"s{i}", a, b) for i, (a, b) in enumerate(intervals)]
+    row = summarize_case(_case(("cer",)), records)
+    assert row["requests_per_s"] == pytest.approx(requests_per_s, abs=1e-3)
+    assert row["output_tokens_per_s"] == pytest.approx(tokens_per_s, abs=1e-3)
+
+
+def test_rates_skip_records_without_usable_timestamps() -> None:
+    records = [_timed("a", 1000.0, 1001.0), _timed("b", None, 1001.0), _timed("c", 1000.0, None),
+               _timed("d", 1002.0, 1001.0), _timed("e", None, None, error="boom")]
+    row = summarize_case(_case(("cer",)), records)
+    assert row["requests_per_s"] == pytest.approx(1.0)  # only "a" has an interval
+    assert row["output_tokens_per_s"] == pytest.approx(10.0)
+    assert row["client_completion_tokens"] == 40  # still every answered sample's tokens
+    none = summarize_case(_case(("cer",)), [_timed("a", None, None), _timed("b", 5.0, 5.0)])
+    assert none["requests_per_s"] is None and none["output_tokens_per_s"] is None
