@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,10 +33,12 @@ from filelock import FileLock
 
 from ..envs import Progress, plugin_extra_requirements
 from ..errors import ConfigError, ServerError
+from ..redact import redact, redact_then_truncate
 from .docker_daemon import MANAGED_LABEL, connect
 
-REPO_IMAGES = Path(__file__).resolve().parents[2] / "model_images"
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+#: The top-level folder of a source checkout (also what an editable install reads).
+REPO_IMAGES = PLUGIN_ROOT.parent / "model_images"
 #: The image ``model_images/base/build-base.sh`` makes (no registry needed).
 LOCAL_BASE = "vlmhb/python-base:bookworm"
 REGISTRY_BASE = "python:3.11-slim-bookworm"
@@ -74,9 +77,23 @@ class ImageSpec:
         return self.gpu != "none" if want_gpu else self.gpu != "required"
 
 
+def bundled_images() -> Path:
+    """The ``model_images/`` this very plugin came with.
+
+    A wheel carries it inside the package, as ``pytest_vlmhb/model_images/``
+    (pyproject maps the top-level folder there); a source checkout or an
+    editable install has it beside the package, at the repository's top level.
+    Both hold the same files, so an image's tag is the same from either.
+    """
+    packaged = files("pytest_vlmhb") / "model_images"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return REPO_IMAGES
+
+
 def images_root() -> Path:
-    """``$VLMHB_MODEL_IMAGES`` or the repository's ``model_images/``."""
-    return Path(os.environ.get("VLMHB_MODEL_IMAGES") or REPO_IMAGES)
+    """``$VLMHB_MODEL_IMAGES``, else the plugin's own images (:func:`bundled_images`)."""
+    return Path(os.environ.get("VLMHB_MODEL_IMAGES") or bundled_images())
 
 
 @cache
@@ -287,7 +304,7 @@ def prefetch_wheels(requirements: Sequence[str], python: str, cache: Path,
                 capture_output=True, text=True)
             if proc.returncode != 0:
                 progress(f"wheel prefetch failed (the build downloads instead): "
-                         f"{proc.stderr.strip().splitlines()[-1:]}")
+                         f"{(redact(proc.stderr).strip().splitlines() or [''])[-1]}")
                 shutil.rmtree(folder, ignore_errors=True)
                 return None
             (folder / ".complete").write_text(json.dumps(sorted(requirements)) + "\n")
@@ -329,13 +346,15 @@ def _stream_build(plan: BuildPlan, context: Path, log: Path, progress: Progress)
             sink.flush()
             for line in text.splitlines():
                 if line.startswith(_HEADLINES):
-                    progress(f"image {plan.spec.name}: {line.strip()[:120]}")
+                    progress(f"image {plan.spec.name}: "
+                             f"{redact_then_truncate(line.strip(), 120, keep='head')}")
     if failed or image_id(plan.tag) is None:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-TAIL_LINES:])
+        tail = "\n".join(redact(log.read_text(errors="replace")).splitlines()[-TAIL_LINES:])
         hint = ""
         if plan.spec.python_base and image_id(plan.inputs.base_image) is None:
+            script = bundled_images() / "base" / "build-base.sh"
             hint = (f" (base image {plan.inputs.base_image} is not here: without a registry, "
-                    "build one with model_images/base/build-base.sh)")
+                    f"build one with {script})")
         raise ServerError(f"building image {plan.tag} failed: {failed or 'no image'}{hint}; "
                           f"build log {log}:\n{tail}")
 
@@ -364,9 +383,10 @@ def ensure_image(plan: BuildPlan, cache: Path, progress: Progress,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``build NAME...``: build images as the launcher would; ``tag NAME``: print a tag."""
+    """``build NAME...``: build images as the launcher would; ``tag NAME``: print a tag;
+    ``list``: the images; ``root``: the folder they are read from."""
     parser = argparse.ArgumentParser(prog="python -m pytest_vlmhb.launchers.docker_images")
-    parser.add_argument("command", choices=["build", "tag", "list"])
+    parser.add_argument("command", choices=["build", "tag", "list", "root"])
     parser.add_argument("names", nargs="*")
     parser.add_argument("--cache", type=Path, default=None,
                         help="the vlmhb cache (default $VLMHB_CACHE, else the user cache dir)")
@@ -376,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(message: str) -> None:
         print(f"[vlmhb] {message}", flush=True)
 
+    if args.command == "root":
+        print(images_root())
+        return 0
     if args.command == "list":
         for spec in load_specs(images_root()):
             print(f"{spec.name}\tbackend={spec.backend}\tgpu={spec.gpu}\t{spec.folder}")

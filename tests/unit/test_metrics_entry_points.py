@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import importlib
-import re
 import tomllib
+from importlib.metadata import entry_points as installed_entry_points
 from pathlib import Path
 
 import pytest
 
 import pytest_vlmhb.metrics
+from pytest_vlmhb.metrics import builtin_entry_points
 from pytest_vlmhb.metrics.base import Metric
 
 METRICS_DIR = Path(pytest_vlmhb.metrics.__file__).parent
 PYPROJECT = METRICS_DIR.parent.parent / "pyproject.toml"
-LINE = re.compile(r'^(\w+) = "([\w.]+):(\w+)"$')
 
 
 def entry_points() -> dict[str, str]:
-    lines = (METRICS_DIR / "ENTRY_POINTS.txt").read_text().splitlines()
-    found = {}
-    for line in filter(None, lines):
-        match = LINE.match(line)
-        assert match, line
-        found[match[1]] = f"{match[2]}:{match[3]}"
-    return found
+    """ENTRY_POINTS.txt as the package reads it (package data, not a repo path)."""
+    return builtin_entry_points()
 
 
 def load(target: str) -> type[Metric]:
@@ -56,6 +51,22 @@ def test_all_builtin_metrics_listed() -> None:
     }
 
 
+def test_installed_registrations_cover_every_builtin() -> None:
+    """The installed distribution's vlmhb.metrics group (what the registry loads)."""
+    group = {ep.name: ep.value for ep in installed_entry_points(group="vlmhb.metrics")}
+    for name, target in entry_points().items():
+        assert group.get(name) == target, name
+
+
+def test_a_malformed_line_names_its_line_number(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "ENTRY_POINTS.txt").write_text('anls = "pytest_vlmhb.metrics.anls:ANLS"\n\nbad\n')
+    monkeypatch.setattr(pytest_vlmhb.metrics, "files", lambda _: tmp_path)
+    with pytest.raises(ValueError, match=r"ENTRY_POINTS.txt:3: .*'bad'"):
+        builtin_entry_points()
+
+
 def test_pyproject_agrees_when_present() -> None:
     if not PYPROJECT.exists():
         pytest.skip("no pyproject.toml")
@@ -64,3 +75,10 @@ def test_pyproject_agrees_when_present() -> None:
     if group is None:
         pytest.skip("pyproject has no vlmhb.metrics entry points yet")
     assert group == entry_points()
+
+
+def test_pyproject_ships_entry_points_txt_when_present() -> None:
+    if not PYPROJECT.exists():
+        pytest.skip("no pyproject.toml")
+    data = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]
+    assert "ENTRY_POINTS.txt" in data.get("pytest_vlmhb.metrics", [])
