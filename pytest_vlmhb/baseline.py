@@ -10,46 +10,78 @@ reported as such, never compared.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import registry
-from .columns import CASE_PERF_COLUMNS
+from .columns import CASE_ID_COLUMNS, CASE_PERF_COLUMNS
 from .config import Case, Threshold
+from .csvfiles import read_config_text
+from .csvsafe import unescape_cell
 from .errors import ConfigError
+from .numbers import finite_float
 
 LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
 
 
 def read_baseline(path: Path) -> dict[str, dict[str, float]]:
-    """case_id -> {column: value} for the numeric cells of a metrics.csv."""
+    """case_id -> {column: value} for the numeric cells of a metrics.csv.
+
+    A file that cannot stand for a baseline (empty, no ``case_id`` column, no
+    rows, a garbled or non-finite number) is a ConfigError naming file, line
+    and column: a baseline that silently compares nothing would disable its gates.
+    """
+    text = read_config_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise ConfigError("baseline metrics.csv not found", file=path) from None
-    if rows and "case_id" not in rows[0]:
-        raise ConfigError("not a metrics.csv (no case_id column)", file=path, line=1)
+        header = [unescape_cell(name.strip()) for name in next(reader)]
+    except StopIteration:
+        raise ConfigError("empty file: expected a metrics.csv of an earlier run", file=path,
+                          line=1) from None
+    except csv.Error as exc:
+        raise ConfigError(f"malformed CSV: {exc}", file=path, line=1) from None
+    if "case_id" not in header:
+        raise ConfigError("not a metrics.csv (no case_id column)", file=path, line=1,
+                          column="case_id")
     out: dict[str, dict[str, float]] = {}
-    for row in rows:
-        values = {}
-        for column, cell in row.items():
-            try:
-                values[column] = float(cell)
-            except (TypeError, ValueError):
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not any(f.strip() for f in fields):
                 continue
-        out[row["case_id"]] = values
+            if len(fields) != len(header):
+                raise ConfigError(f"{len(fields)} fields but the header has {len(header)}",
+                                  file=path, line=line)
+            row = {name: unescape_cell(cell.strip()) for name, cell in zip(header, fields,
+                                                                          strict=True)}
+            case_id = row["case_id"]
+            if not case_id:
+                raise ConfigError("empty case_id", file=path, line=line, column="case_id")
+            if case_id in out:
+                raise ConfigError(f"duplicate case_id {case_id!r}", file=path, line=line,
+                                  column="case_id")
+            out[case_id] = _numbers(row, path, line)
+    except csv.Error as exc:
+        raise ConfigError(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
+    if not out:
+        raise ConfigError("no case rows: a baseline needs at least one case", file=path,
+                          line=2)
     return out
 
 
-def parse_fraction(text: str) -> float:
-    """``10%`` or ``0.1`` -> 0.1."""
-    text = text.strip()
-    value = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
+def _numbers(row: Mapping[str, str], path: Path, line: int) -> dict[str, float]:
+    """The numeric cells of one row; text where a number belongs is an error."""
+    values: dict[str, float] = {}
+    for column, cell in row.items():
+        if column in CASE_ID_COLUMNS or not cell:
+            continue
+        try:
+            values[column] = finite_float(cell)
+        except ValueError as exc:
+            raise ConfigError(str(exc), file=path, line=line, column=column) from None
+    return values
 
 
 def baseline_gates(case: Case, row: Mapping[str, float] | None, max_score_drop: float | None,

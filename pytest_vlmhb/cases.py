@@ -24,6 +24,9 @@ from .config import (
 )
 from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
 from .errors import ConfigError
+from .models import check_source
+from .numbers import finite_float, in_range
+from .redact import check_api_key_env
 from .tasks.base import TaskType
 from .tasks.manifest import Sample, load_manifest
 from .tasks.presets import (
@@ -87,10 +90,14 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
         if row.name in models:
             raise ConfigError(f"duplicate model name {row.name!r}", file=path, line=line,
                               column="name")
+        if row.api_key_env:
+            problem = check_api_key_env(row.api_key_env)
+            if problem:
+                raise ConfigError(problem, file=path, line=line, column="api_key_env")
         models[row.name] = ModelSpec(
             **row.model_dump(exclude={"served_name"}),
             served_name=row.served_name or row.name,
-            base_dir=path.parent.resolve(),
+            base_dir=path.parent.resolve(), source_file=path, source_line=line,
         )
     return models
 
@@ -162,9 +169,9 @@ def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line:
                 allowed=[f"{p}{c}" for p in THRESHOLD_PREFIXES for c in allowed],
             )
         try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"threshold must be a number (got {text!r})",
+            value = in_range(finite_float(text), low=0.0)
+        except ValueError as exc:
+            raise ConfigError(f"threshold must be a finite number >= 0 ({exc})",
                               file=path, line=line, column=column) from None
         out.append(Threshold(column=target, bound=bound, value=value))  # type: ignore[arg-type]
     return tuple(out)
@@ -218,6 +225,9 @@ def load_cases(settings: Settings) -> list[Case]:
                               allowed=[*tasks, *preset_names()], **where)
         registry.load(registry.BACKENDS, row.backend, column="backend", **where)
         model = models[row.model]
+        if not model.endpoint:  # an endpoint serves its own model: nothing to find here
+            check_source(model.source, model.base_dir, file=model.source_file,
+                         line=model.source_line)
         task, _ = tasks[row.task]
         case_id = row.id or f"{row.model}:{row.task}:{row.backend}"
         if case_id in seen:

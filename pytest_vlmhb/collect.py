@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from .cases import Plan
+from .outputdir import OutputError
 from .report import gate_result
 from .runner import Runtime
 
@@ -125,9 +126,15 @@ class SampleCheck:
 
     def check(self) -> dict[str, Any]:
         param = self.param
-        record, info = self.runtime.run_sample(
-            param.case_id, param.sample_id,
-            lambda: scheduled_samples(self.item, param.case_id))
+        try:
+            record, info = self.runtime.run_sample(
+                param.case_id, param.sample_id,
+                lambda: scheduled_samples(self.item, param.case_id))
+        except OutputError as exc:
+            # The store cannot take more (e.g. a full disk): stop rather than send
+            # requests whose answers would be lost; --vlmhb-resume goes on later.
+            self.item.session.shouldstop = f"vlmhb: {exc}"
+            pytest.fail(f"sample {param.sample_id}: {exc}", pytrace=False)
         self.record = record
         self.item.stash[self._record_key] = record
         if info is not None:

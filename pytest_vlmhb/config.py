@@ -6,11 +6,25 @@ import json
 import shlex
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_ROW = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-_NAME = r"^[A-Za-z0-9_.@+-][A-Za-z0-9_.:@+/ -]*$"
+from .settings import Settings as Settings
+
+# Numbers in CSV cells must be finite: pydantic otherwise reads "nan" and "inf".
+_ROW = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+#: Case, model and task names. They may not begin with '+', '-' or '@' (nor '='),
+#: which spreadsheets read as the start of a formula.
+_NAME = r"^[A-Za-z0-9_.][A-Za-z0-9_.:@+/ -]*$"
+#: The largest request timeout a CSV cell may set (seconds): one week.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+#: Request fields the harness sets itself (they have their own columns or belong
+#: to the streaming client): ``request_params`` may not set them.
+RESERVED_REQUEST_FIELDS = frozenset({
+    "model", "messages", "stream", "stream_options", "n", "return_token_ids", "max_tokens",
+    "max_completion_tokens", "temperature",
+})
 
 
 def _split_semicolons(value: object) -> object:
@@ -48,9 +62,20 @@ class ModelRow(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018  (raises on a port that is not a number in range)
+        except ValueError as exc:
+            raise ValueError(f"bad port in URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("URL has no host, e.g. http://127.0.0.1:8000/v1")
+        if parts.query or parts.fragment:
+            raise ValueError("URL may not carry a query or fragment")
+        return value.rstrip("/")
 
 
 class TaskRow(BaseModel):
@@ -70,6 +95,16 @@ class TaskRow(BaseModel):
 
     _split_metrics = field_validator("metrics", mode="before")(
         lambda value: _split_semicolons(value))
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str | None) -> str | None:
+        from .tasks.templates import check_template
+
+        problem = check_template(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 THRESHOLD_PREFIXES = ("min_", "max_")
@@ -91,7 +126,7 @@ class CaseRow(BaseModel):
     limit: int | None = Field(default=None, ge=0)
     request_params: dict[str, Any] = Field(default_factory=dict)
     #: Seconds one request may take (default: --vlmhb-request-timeout).
-    request_timeout: float | None = Field(default=None, gt=0)
+    request_timeout: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     #: Retries of a request after a connection error, HTTP 429 or HTTP 503.
     max_retries: int = Field(default=2, ge=0, le=20)
     #: Restarts of a server that died during the case before its samples fail.
@@ -104,13 +139,30 @@ class CaseRow(BaseModel):
     def _parse_json(cls, value: object) -> object:
         if isinstance(value, str):
             try:
-                parsed = json.loads(value)
+                parsed = json.loads(value, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
                 raise ValueError("must be a JSON object, e.g. {\"ignore_eos\": true}")
-            return parsed
+            try:
+                json.dumps(parsed, allow_nan=False)
+            except ValueError:
+                raise ValueError("numbers must be finite (got one too large for a float)"
+                                 ) from None
+            value = parsed
+        if isinstance(value, dict):
+            reserved = sorted(RESERVED_REQUEST_FIELDS & set(value))
+            if reserved:
+                raise ValueError(
+                    f"may not set {', '.join(reserved)}: the harness sets "
+                    f"{', '.join(sorted(RESERVED_REQUEST_FIELDS))} itself (use the "
+                    "max_tokens and temperature columns)")
         return value
+
+
+def _reject_constant(name: str) -> Any:
+    """JSON's non-standard NaN/Infinity: a request body must be standard JSON."""
+    raise ValueError(f"{name} is not a valid JSON value (numbers must be finite)")
 
 
 class Threshold(BaseModel):
@@ -146,6 +198,9 @@ class ModelSpec(BaseModel):
     #: GPUs the server's container asks for (docker launcher); None: none.
     gpus: str | None = None
     base_dir: Path
+    #: Where the model's row is (models.csv and its line), for errors found later.
+    source_file: Path | None = None
+    source_line: int = 0
 
 
 class TaskSpec(BaseModel):
@@ -198,25 +253,3 @@ class Case(BaseModel):
         """The server key without '@': xdist's loadgroup takes the text after the
         last '@' of a node id as the group, so '@' inside the name would merge groups."""
         return self.server_key.replace("@", "|")
-
-
-class Settings(BaseModel):
-    """The plugin's options, validated once (CLI -> ini -> env -> default)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    config: Path | None
-    output: Path
-    limit: int | None
-    cache: Path
-    models: Path | None
-    tasks: Path | None
-    startup_timeout: float
-    request_timeout: float
-    resume: bool = False
-    rebuild_reports: bool = False
-    baseline: Path | None = None
-    max_score_drop: float | None = None
-    max_latency_increase: float | None = None  # a fraction: 0.1 means +10%
-    gpus_per_worker: int | None = None
-    worker_index: int = 0  # xdist worker gwN -> N; 0 without xdist

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -14,18 +17,47 @@ from .errors import ConfigError
 RowT = TypeVar("RowT", bound=BaseModel)
 
 
+#: The largest configuration file read (CSV, baseline): far above any real one.
+MAX_CONFIG_BYTES = 64 * 2**20
+
+
+def read_config_text(path: Path) -> str:
+    """A configuration file's text: a regular UTF-8 file of bounded size.
+
+    Opened non-blocking and checked after opening, so a FIFO or device never
+    blocks the run, whatever the path turns out to be.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=path) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, expected a file", file=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror}", file=path) from None
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ConfigError(f"is {kind}, expected a file", file=path)
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB", file=path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          file=path) from None
+
+
 def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV file as (line number, {column: value}); header on line 1.
 
     Empty cells become absent keys, so pydantic applies the defaults.
     """
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError("file not found", file=path) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
-    reader = csv.reader(text.splitlines())
+    text = read_config_text(path)
+    # newline="": line breaks inside a quoted cell (and U+2028) stay in the cell.
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
@@ -34,10 +66,13 @@ def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         raise ConfigError(f"malformed CSV: {exc}", file=path, line=1) from None
     header = [name.strip() for name in header]
     rows: list[tuple[int, dict[str, str]]] = []
+    line = reader.line_num + 1
     try:
         for fields in reader:
-            line = reader.line_num
+            # A row's line is where it starts (a quoted cell may span lines).
+            next_line = reader.line_num + 1
             if not any(f.strip() for f in fields):
+                line = next_line
                 continue
             if len(fields) > len(header):
                 raise ConfigError(
@@ -45,6 +80,7 @@ def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                 )
             row = {name: value.strip() for name, value in zip(header, fields, strict=False)}
             rows.append((line, {k: v for k, v in row.items() if v != ""}))
+            line = next_line
     except csv.Error as exc:
         raise ConfigError(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
     return rows
@@ -75,8 +111,8 @@ def check_columns(
 
 def header_of(path: Path) -> list[str]:
     """The header names of a CSV file."""
-    text = path.read_bytes().decode("utf-8-sig")
-    first = next(csv.reader(text.splitlines()), [])
+    text = read_config_text(path)
+    first = next(csv.reader(io.StringIO(text, newline="")), [])
     return [name.strip() for name in first]
 
 

@@ -11,6 +11,7 @@ from filelock import FileLock
 from .config import ModelSpec
 from .envs import Progress, clean_env, ensure_env, plugin_extra_requirements, venv_python
 from .errors import ConfigError, ServerError
+from .redact import redact_then_truncate
 
 BUILTIN_PREFIX = "builtin:"
 # name -> module run as ``python -m MODULE OUT_DIR`` inside the builder venv
@@ -29,6 +30,24 @@ def _builder_hash(module: str) -> str:
 def builtin_model_dir(cache: Path, name: str) -> Path:
     """Where a built-in model lives in the cache (keyed by its builder's code)."""
     return cache / "models" / f"{name}-{_builder_hash(BUILTIN_MODELS[name])}"
+
+
+def check_source(source: str, base_dir: Path, *, file: Path | None, line: int) -> None:
+    """Config-time check of a models.csv ``source``: a known built-in model, or a
+    model directory that exists when the value is a path (``./``, ``../``, ``/``,
+    ``~``); anything else is a hub id, resolved later."""
+    if source.startswith(BUILTIN_PREFIX):
+        if source.removeprefix(BUILTIN_PREFIX) not in BUILTIN_MODELS:
+            raise ConfigError(f"unknown built-in model {source!r}", file=file, line=line,
+                              column="source",
+                              allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS])
+        return
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.exists() and source.startswith((".", "/", "~")):
+        raise ConfigError(f"model directory {path} does not exist", file=file, line=line,
+                          column="source")
 
 
 def resolve_model(spec: ModelSpec, cache: Path, progress: Progress) -> str:
@@ -64,5 +83,5 @@ def _build_builtin(name: str, cache: Path, progress: Progress) -> Path:
                                   capture_output=True, text=True, env=clean_env())
             if proc.returncode != 0 or not (out / ".complete").exists():
                 raise ServerError(f"building {name} failed (exit {proc.returncode}):\n"
-                                  f"{proc.stderr[-3000:]}")
+                                  f"{redact_then_truncate(proc.stderr, 3000, keep='tail')}")
     return out

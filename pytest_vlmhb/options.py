@@ -1,38 +1,85 @@
-"""Command-line and ini options, validated once into a frozen Settings."""
+"""Command-line and ini options, validated once into a frozen Settings.
+
+Import-light on purpose (standard library and pytest only): pytest loads the
+plugin in every session of an environment where it is installed, also when
+``--vlmhb-config`` is not given.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import pytest
 
-from .baseline import parse_fraction
-from .config import Settings
+from .numbers import finite_float, in_range, parse_fraction
+from .settings import Settings
 
-# (name, converter, default, help); CLI --vlmhb-<name>, ini vlmhb_<name>
-_OPTIONS: list[tuple[str, Callable[[str], Any], Any, str]] = [
-    ("config", Path, None, "user_config.csv listing the cases (model x task x backend)"),
-    ("output", Path, Path("vlmhb-results"), "directory for report.md, answers.csv, metrics.csv"),
-    ("limit", int, None, "at most N samples per case"),
-    ("cache", Path, None, "cache for venvs, built models and generated data "
-                          "(env VLMHB_CACHE; default: the user cache dir)"),
-    ("models", Path, None, "models.csv (default: next to the config)"),
-    ("tasks", Path, None, "tasks.csv (default: next to the config)"),
-    ("startup-timeout", float, 900.0, "seconds a server may take to become healthy"),
-    ("request-timeout", float, 300.0, "seconds one request may take"),
-    ("gpus-per-worker", int, None, "give each xdist worker its own N GPUs: servers it starts "
-                                   "see CUDA_VISIBLE_DEVICES = its share"),
-    ("baseline", Path, None, "metrics.csv of an earlier run: report deltas, gate regressions"),
-    ("max-score-drop", float, None, "with a baseline: gate a score drop larger than this "
-                                    "(absolute, e.g. 0.02)"),
-    ("max-latency-increase", parse_fraction, None, "with a baseline: gate a latency "
-                                                   "percentile rising more than this "
-                                                   "(e.g. 10%)"),
-]
+#: The largest timeout accepted (seconds): one week. Beyond it is a typo, and
+#: an unbounded wait is what a timeout exists to prevent.
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected int, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    return in_range(finite_float(text), low=0.0, low_open=True, high=MAX_TIMEOUT_S)
+
+
+def _non_negative(text: str) -> float:
+    return in_range(finite_float(text), low=0.0)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``--vlmhb-<name>`` option (ini ``vlmhb_<name>``)."""
+
+    name: str
+    convert: Callable[[str], Any]
+    default: Any
+    help: str
+    #: For paths: "file" (must not be a directory) or "dir"; None for other kinds.
+    path_kind: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return "vlmhb_" + self.name.replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("config", Path, None, "user_config.csv listing the cases (model x task x backend)",
+           "file"),
+    Option("output", Path, Path("vlmhb-results"),
+           "directory for report.md, answers.csv, metrics.csv", "dir"),
+    Option("limit", _positive_int, None, "at most N samples per case (N >= 1)"),
+    Option("cache", Path, None, "cache for venvs, built models and generated data "
+                                "(env VLMHB_CACHE; default: the user cache dir)", "dir"),
+    Option("models", Path, None, "models.csv (default: next to the config)", "file"),
+    Option("tasks", Path, None, "tasks.csv (default: next to the config)", "file"),
+    Option("startup-timeout", _timeout, 900.0,
+           "seconds a server may take to become healthy (> 0)"),
+    Option("request-timeout", _timeout, 300.0, "seconds one request may take (> 0)"),
+    Option("gpus-per-worker", _positive_int, None,
+           "give each xdist worker its own N GPUs: servers it starts see "
+           "CUDA_VISIBLE_DEVICES = its share"),
+    Option("baseline", Path, None, "metrics.csv of an earlier run: report deltas, gate "
+                                   "regressions", "file"),
+    Option("max-score-drop", _non_negative, None, "with a baseline: gate a score drop larger "
+                                                  "than this (absolute, e.g. 0.02)"),
+    Option("max-latency-increase", parse_fraction, None,
+           "with a baseline: gate a latency percentile rising more than this (e.g. 10%)"),
+)
 
 
 def register(parser: pytest.Parser) -> None:
@@ -43,42 +90,60 @@ def register(parser: pytest.Parser) -> None:
                     action="store_true", default=False,
                     help="run nothing: rewrite answers.csv, metrics.csv and report.md "
                          "from the results store in the output dir")
-    for name, _kind, default, help_text in _OPTIONS:
-        dest = "vlmhb_" + name.replace("-", "_")
-        shown = f" (default: {default})" if default is not None else ""
-        group.addoption(f"--vlmhb-{name}", dest=dest, default=None, metavar=name.upper(),
-                        help=help_text + shown)
-        parser.addini(dest, help=help_text, default=None)
+    for option in OPTIONS:
+        shown = f" (default: {option.default})" if option.default is not None else ""
+        # argparse formats help with %: a literal percent sign must be doubled.
+        text = (option.help + shown).replace("%", "%%")
+        group.addoption(f"--vlmhb-{option.name}", dest=option.dest, default=None,
+                        metavar=option.name.upper(), help=text)
+        parser.addini(option.dest, help=option.help + shown, default=None)
 
 
-def _convert(name: str, kind: Callable[[str], Any], raw: str) -> Any:
+def _convert(option: Option, raw: str, source: str, base: Path) -> Any:
     try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        expected = {"parse_fraction": "a fraction or percentage such as 0.1 or 10%"}.get(
-            kind.__name__, kind.__name__)
-        raise pytest.UsageError(f"--vlmhb-{name}: expected {expected}, got {raw!r}") from None
-    if isinstance(value, (int, float)) and value < 0:
-        raise pytest.UsageError(f"--vlmhb-{name}: must be >= 0, got {raw!r}")
+        value = option.convert(raw)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from None
+    if isinstance(value, Path):
+        if not str(raw).strip():
+            raise pytest.UsageError(f"{source}: expected a path, got {raw!r}")
+        value = (base / value.expanduser()).resolve()
+        if option.path_kind == "file" and value.is_dir():
+            raise pytest.UsageError(f"{source}: {value} is a directory, expected a file")
+        if option.path_kind == "dir" and value.exists() and not value.is_dir():
+            raise pytest.UsageError(f"{source}: {value} is a file, expected a directory")
     return value
+
+
+def _user_cache(config: pytest.Config) -> str:
+    """The user cache dir; an inactive plugin skips platformdirs (40 ms to import)."""
+    if not is_active(config):
+        return os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "vlmhb")
+    import platformdirs
+
+    return platformdirs.user_cache_dir("vlmhb")
+
+
+def is_active(config: pytest.Config) -> bool:
+    """Whether a config was given (CLI or ini): the plugin does nothing otherwise."""
+    return bool(config.getoption("vlmhb_config") or config.getini("vlmhb_config"))
 
 
 def settings_from(config: pytest.Config) -> Settings:
     """CLI -> ini -> environment -> default; relative ini paths resolve against rootdir."""
     values: dict[str, Any] = {}
-    for name, kind, default, _ in _OPTIONS:
-        dest = "vlmhb_" + name.replace("-", "_")
-        raw = config.getoption(dest)
-        base = Path.cwd()
-        if raw is None and config.getini(dest):
-            raw = config.getini(dest)
-            base = config.rootpath
-        if raw is None and name == "cache":
-            raw = os.environ.get("VLMHB_CACHE") or platformdirs.user_cache_dir("vlmhb")
-        value = default if raw is None else _convert(name, kind, str(raw))
-        if isinstance(value, Path):
-            value = (base / value.expanduser()).resolve()
-        values[dest.removeprefix("vlmhb_")] = value
+    for option in OPTIONS:
+        raw = config.getoption(option.dest)
+        base, source = Path.cwd(), f"--vlmhb-{option.name}"
+        if raw is None and config.getini(option.dest):
+            raw = config.getini(option.dest)
+            base, source = config.rootpath, f"ini option {option.dest} (--vlmhb-{option.name})"
+        if raw is None and option.name == "cache":
+            raw, source = os.environ.get("VLMHB_CACHE") or _user_cache(config), "VLMHB_CACHE"
+        value = option.default if raw is None else _convert(option, str(raw), source, base)
+        if isinstance(value, Path) and raw is None:
+            value = (base / value).resolve()
+        values[option.dest.removeprefix("vlmhb_")] = value
     workerinput = getattr(config, "workerinput", None)
     worker_index = int(str(workerinput["workerid"]).removeprefix("gw")) if workerinput else 0
     return Settings(**values, resume=bool(config.getoption("vlmhb_resume")),

@@ -1,31 +1,38 @@
-"""pytest hooks: thin wrappers around options, cases, collect, runner and report."""
+"""pytest hooks: thin wrappers around options, cases, collect, runner and report.
+
+pytest imports this module in every session of an environment where the
+plugin is installed, so it imports only the standard library, pytest and the
+import-light options; everything else is imported once ``--vlmhb-config``
+makes the plugin active. It changes no environment variable.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import collect
-from .cases import Plan, load_plan
-from .config import Settings
-from .errors import ConfigError
 from .options import register, settings_from
-from .rebuild import results_from_store
-from .redact import redact, register_env
-from .report import GateResult, RunResults, summary_lines, write_outputs
-from .runner import Runtime
-from .store import STORE_DIR, set_aside
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .cases import Plan
+    from .collect import GateCheck, SampleCheck
+    from .outputdir import OutputLock
+    from .report import GateResult, RunResults
+    from .runner import Runtime
 
 SETTINGS = pytest.StashKey[Settings]()
-PLAN = pytest.StashKey[Plan]()
-RUNTIME = pytest.StashKey[Runtime]()
+PLAN: pytest.StashKey[Plan] = pytest.StashKey()
+RUNTIME: pytest.StashKey[Runtime] = pytest.StashKey()
 RECORD = pytest.StashKey[dict[str, Any]]()
 CASE_INFO = pytest.StashKey[dict[str, Any]]()
-GATE = pytest.StashKey[GateResult]()
+GATE: pytest.StashKey[GateResult] = pytest.StashKey()
+LOCK: pytest.StashKey[OutputLock] = pytest.StashKey()
+
+_FIXTURES = ("vlmhb_sample", "vlmhb_gate")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,13 +44,19 @@ def _worker_id(config: pytest.Config) -> str:
     return str(workerinput["workerid"]) if workerinput else "main"
 
 
-def _progress(config: pytest.Config) -> Any:
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _progress(config: pytest.Config) -> Callable[[str], None]:
     """A line printer that shows through pytest's output capture (like live logs)."""
+    from .redact import redact
+
     def say(message: str) -> None:
         message = redact(message)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or hasattr(config, "workerinput"):
+        if reporter is None or _is_worker(config):
             print(f"[vlmhb {_worker_id(config)}] {message}", file=sys.__stderr__, flush=True)
             return
         if capture is None:
@@ -78,7 +91,7 @@ def _use_loadgroup(config: pytest.Config) -> None:
     if dist == "load" and not explicit:
         config.option.dist = "loadgroup"
         config.pluginmanager.register(_LoadGroupToWorkers(), "vlmhb-loadgroup")
-    elif dist not in ("no", "loadgroup") and config.stash.get(PLAN, None) is not None:
+    elif dist not in ("no", "loadgroup"):
         raise pytest.UsageError(
             f"vlmhb: --dist={dist} would split a server's samples across workers; "
             "use --dist=loadgroup (the default with -n under vlmhb)")
@@ -91,40 +104,56 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = settings
     if settings.config is None:
         return
+    from .errors import ConfigError
+    from .session import prepare
+
     try:
-        plan = load_plan(settings)
+        plan, lock = prepare(config, settings, _progress(config), controller=not
+                             _is_worker(config))
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
+    if lock is not None:
+        config.stash[LOCK] = lock
+        config.add_cleanup(lock.release)
     config.stash[PLAN] = plan
-    register_env(c.model.api_key_env for c in plan.cases if c.model.api_key_env)
-    if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
-        raise pytest.UsageError(f"vlmhb: --vlmhb-rebuild-reports: no results store in "
-                                f"{settings.output / STORE_DIR}")
-    if not hasattr(config, "workerinput") and not (settings.resume or settings.rebuild_reports):
-        previous = set_aside(settings.output)
-        if previous is not None:
-            _progress(config)(f"previous results kept in {previous} (use --vlmhb-resume to "
-                              "reuse them instead)")
+    try:
+        _use_loadgroup(config)
+    except pytest.UsageError:
+        if lock is not None:
+            lock.release()
+        raise
+    from .runner import Runtime
+    from .session import set_previous_aside
+
+    if not _is_worker(config):
+        set_previous_aside(settings, _progress(config))  # after every usage error
     config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
-    _use_loadgroup(config)
-    if not hasattr(config, "workerinput"):
+    if not _is_worker(config):
         config.pluginmanager.register(ResultsCollector(config), "vlmhb-results")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not any(name in metafunc.fixturenames for name in _FIXTURES):
+        return
+    from . import collect
+
     collect.parametrize(metafunc, metafunc.config.stash.get(PLAN, None))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     plan = config.stash.get(PLAN, None)
-    if plan is not None and config.stash[SETTINGS].rebuild_reports:
+    if plan is None:
+        return
+    from . import collect
+
+    if config.stash[SETTINGS].rebuild_reports:
         config.hook.pytest_deselected(items=list(items))  # the store has the answers
         items[:] = []
-    elif plan is not None:
-        kept, unused = collect.split_unparametrized(items)
-        if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
-            config.hook.pytest_deselected(items=unused)
-        items[:] = collect.ordered(kept, plan)
+        return
+    kept, unused = collect.split_unparametrized(items)
+    if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
+        config.hook.pytest_deselected(items=unused)
+    items[:] = collect.ordered(kept, plan)
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -132,30 +161,41 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     runtime = item.config.stash.get(RUNTIME, None)
     if runtime is None:
         return
-    current = collect.server_key_of(item, runtime.plan)
-    if current is not None and collect.server_key_of(nextitem, runtime.plan) != current:
+    from .collect import server_key_of
+
+    current = server_key_of(item, runtime.plan)
+    if current is not None and server_key_of(nextitem, runtime.plan) != current:
         runtime.pool.stop()
 
 
+def _runtime(request: pytest.FixtureRequest) -> Runtime:
+    runtime = request.config.stash.get(RUNTIME, None)
+    if runtime is None:
+        pytest.skip("vlmhb is not active: pass --vlmhb-config=user_config.csv")
+    return runtime
+
+
 @pytest.fixture
-def vlmhb_sample(request: pytest.FixtureRequest) -> collect.SampleCheck:
+def vlmhb_sample(request: pytest.FixtureRequest) -> SampleCheck:
     """One sample of one case; ``.check()`` answers, scores and records it."""
-    config = request.config
-    return collect.SampleCheck(request.node, config.stash[RUNTIME], request.param,
-                               RECORD, CASE_INFO)
+    from .collect import SampleCheck
+
+    return SampleCheck(request.node, _runtime(request), request.param, RECORD, CASE_INFO)
 
 
 @pytest.fixture
-def vlmhb_gate(request: pytest.FixtureRequest) -> collect.GateCheck:
+def vlmhb_gate(request: pytest.FixtureRequest) -> GateCheck:
     """One threshold of one case; ``.check()`` fails when the case misses it."""
-    return collect.GateCheck(request.node, request.config.stash[RUNTIME], request.param, GATE)
+    from .collect import GateCheck
+
+    return GateCheck(request.node, _runtime(request), request.param, GATE)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when == "call":
+    if call.when == "call" and PLAN in item.config.stash:
         # Plain attributes of a report travel to the xdist controller with it.
         record = item.stash.get(RECORD, None)
         if record is not None:
@@ -165,6 +205,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             report.vlmhb_case = case_info  # type: ignore[attr-defined]
         gate = item.stash.get(GATE, None)
         if gate is not None:
+            import dataclasses
+
             report.vlmhb_gate = dataclasses.asdict(gate)  # type: ignore[attr-defined]
     return report
 
@@ -177,11 +219,16 @@ class ResultsCollector:
     """
 
     def __init__(self, config: pytest.Config) -> None:
+        from .report import RunResults
+
         self.config = config
-        self.results = RunResults()
+        self.results: RunResults = RunResults()
         self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .report import GateResult
+
         record = getattr(report, "vlmhb_record", None)
         if record is not None:
             self.results.add_record(record)
@@ -194,14 +241,19 @@ class ResultsCollector:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .session import finish_outputs
+
         settings = self.config.stash[SETTINGS]
-        if settings.rebuild_reports:
-            self.results = results_from_store(self.config.stash[PLAN], settings.output)
-        if self.results.records:
-            self.rows = write_outputs(self.config.stash[SETTINGS].output,
-                                      self.config.stash[PLAN], self.results)
+        self.rows, self.notes, status = finish_outputs(settings, self.config.stash[PLAN],
+                                                       self.results)
+        if status is not None:
+            session.exitstatus = status
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .report import summary_lines
+
+        for note in self.notes:
+            terminalreporter.write_line(f"[vlmhb] {note}")
         if not self.rows:
             return
         terminalreporter.section("vlmhb summary")
@@ -211,6 +263,6 @@ class ResultsCollector:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    runtime: Runtime | None = session.config.stash.get(RUNTIME, None)
+    runtime = session.config.stash.get(RUNTIME, None)
     if runtime is not None:
         runtime.close()

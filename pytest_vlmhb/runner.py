@@ -23,7 +23,7 @@ import aiohttp
 from . import registry
 from .backends.base import Backend
 from .cases import Plan
-from .client import Completion, RetryableError, stream_chat
+from .client import Completion, RetryableError, StreamError, stream_chat
 from .config import Case, Settings
 from .envs import Progress
 from .errors import SampleError, ServerError, VlmhbError
@@ -31,7 +31,7 @@ from .images import image_data_url
 from .launchers.base import Launcher, RunningServer
 from .launchers.local import log_tail
 from .records import Record, make_record, rescore
-from .store import ResultStore, case_info_entry, load_records, record_key
+from .store import ResultStore, case_info_entry, load_store, record_key
 from .tasks.manifest import Sample
 
 T = TypeVar("T")
@@ -277,6 +277,8 @@ class CaseRun:
     async def _send(self, session: aiohttp.ClientSession, sample: Sample,
                     server: RunningServer) -> Completion:
         """One sample's request, retried on connection errors, 429 and 503."""
+        if sample.error:
+            raise SampleError(sample.error)
         body = (self.body(sample) if _small_file(sample.image)
                 else await asyncio.to_thread(self.body, sample))  # keep the loop responsive
         # A plain loop, not a retry library: profiled on this hot path, tenacity's
@@ -392,9 +394,12 @@ class Runtime:
         self.records: dict[str, list[Record]] = {}
         self.case_info: dict[str, dict[str, Any]] = {}
         self.store = ResultStore(settings.output, worker_id)
-        self.reusable: dict[str, Record] = (
-            {k: r for k, r in load_records(settings.output).items() if not r.get("error")}
-            if settings.resume else {})
+        self.reusable: dict[str, Record] = {}
+        if settings.resume:
+            stored = load_store(settings.output)
+            for skipped in stored.skipped:
+                progress(f"results store: skipped {skipped}")
+            self.reusable = {k: r for k, r in stored.records.items() if not r.get("error")}
 
     def _case_run(self, case: Case, sample_ids: Sequence[str]) -> CaseRun:
         run = self.runs.get(case.id)
@@ -437,6 +442,8 @@ class Runtime:
         try:
             run = self.runs.get(case_id) or self._case_run(case, scheduled())
             completion = run.wait(sample_id)
+        except StreamError as exc:
+            error, completion = str(exc), exc.partial  # keep what had arrived
         except (SampleError, ServerError) as exc:
             error = str(exc)
         record = make_record(case, sample, completion, error,

@@ -30,7 +30,7 @@ from ..config import ModelSpec, Settings
 from ..envs import Progress, gpu_env
 from ..errors import ServerError
 from ..models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir, resolve_model
-from ..redact import redact_file
+from ..redact import redact_file, redact_then_truncate
 from . import docker_daemon as daemon
 from .base import Launcher, RunningServer, api_key_setup
 from .docker_images import ImageSpec, ensure_image, plan_build, select_image
@@ -151,7 +151,8 @@ def _build_builtin_in_container(model: ModelSpec, settings: Settings,
         finally:
             container.remove(force=True)
         if code != 0 or not (out / ".complete").exists():
-            raise ServerError(f"building {name} in {tag} failed (exit {code}):\n{logs[-3000:]}")
+            raise ServerError(f"building {name} in {tag} failed (exit {code}):\n"
+                              f"{redact_then_truncate(logs, 3000, keep='tail')}")
 
 
 def _start_reaper(container_id: str) -> subprocess.Popen[bytes]:
@@ -230,7 +231,8 @@ class DockerLauncher(Launcher):
             log.write_bytes(b"")
             # testcontainers' start: create + start + our wait strategy; the log
             # follower must exist first, so the strategy is attached afterwards.
-            container.start()
+            with daemon.without_ryuk():
+                container.start()
             wrapped = container.get_wrapped_container()
             reaper = _start_reaper(str(wrapped.id))
             follower = LogFollower(wrapped, log)

@@ -11,16 +11,35 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
 from ..envs import Progress
+from ..redact import redact_then_truncate
 
 if TYPE_CHECKING:
     import docker
 
-# Before testcontainers reads its configuration: no Ryuk (it cannot be pulled).
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+@contextmanager
+def without_ryuk() -> Iterator[None]:
+    """testcontainers without its Ryuk reaper (its image cannot be pulled here) while
+    our container starts; the user's own testcontainers settings are restored after.
+
+    The harness removes its containers itself (a reaper process per container,
+    and a sweep of orphans by owner label); nothing is set in the environment.
+    """
+    from testcontainers.core.config import testcontainers_config
+
+    saved = testcontainers_config.ryuk_disabled
+    testcontainers_config.ryuk_disabled = True
+    try:
+        yield
+    finally:
+        testcontainers_config.ryuk_disabled = saved
+
 
 MANAGED_LABEL = "org.vlmhb.managed"
 OWNER_LABEL = "org.vlmhb.owner"
@@ -86,7 +105,8 @@ def daemon_status() -> tuple[bool, str]:
         finally:
             client.close()
     except Exception as exc:  # any failure means: no usable daemon
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        reason = (redact_then_truncate(str(exc).splitlines()[0], 200, keep="head") if str(exc)
+                  else type(exc).__name__)
         return False, f"no Docker daemon answers ({reason})"
     return True, f"Docker {version} answers at {where}"
 

@@ -79,7 +79,7 @@ def test_limit_takes_the_smaller(tmp_path: Path) -> None:
         ("model,task,backend\nm1,nope,hf\n", 2, "task", "docvqa_val, infovqa_val, ocrbench, sroie_kie, vqa)"),  # noqa: E501  (tasks.csv's and the built-in presets)
         ("model,task,backend,colour\nm1,vqa,hf,red\n", 1, "colour", "allowed:"),
         ("model,task,backend\nm1,vqa,hf\nm1,vqa,hf\n", 3, "id", "set the 'id' column"),
-        ("model,task,backend,min_anls\nm1,vqa,hf,high\n", 2, "min_anls", "must be a number"),
+        ("model,task,backend,min_anls\nm1,vqa,hf,high\n", 2, "min_anls", "must be a finite number"),
         ("model,task,backend,min_cer\nm1,vqa,hf,0.1\n", 2, "min_cer", "does not produce"),
         ("model,task,backend,concurrency\nm1,vqa,hf,0\n", 2, "concurrency", "greater than"),
         ("model,task,backend,launcher\nm1,vqa,hf,ssh\n", 2, "launcher", "allowed: auto"),

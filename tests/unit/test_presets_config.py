@@ -28,7 +28,9 @@ MODELS = ("name,source\nsmol,HuggingFaceTB/SmolVLM-256M-Instruct\n"
 
 def settings(root: Path, config: str, tasks: str | None = None) -> Settings:
     (root / "user_config.csv").write_text(config)
-    (root / "models.csv").write_text(MODELS)
+    # A model directory must exist when a case uses it (checked at load).
+    (root / "models" / "Qwen2-VL-2B-Instruct").mkdir(parents=True, exist_ok=True)
+    (root / "models.csv").write_text(MODELS.replace("/models/", f"{root}/models/"))
     if tasks is not None:
         (root / "tasks.csv").write_text(tasks)
     return Settings(config=root / "user_config.csv", output=root / "out", limit=None,

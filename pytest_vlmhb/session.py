@@ -1,0 +1,88 @@
+"""The session's start and end, as plain functions the hooks call.
+
+Start: every check that can fail runs before anything is moved, written or
+started (a usage error leaves earlier results untouched). End: outputs are
+written atomically, and a rebuild's exit status follows its gates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from .cases import Plan, load_plan
+from .errors import ConfigError
+from .outputdir import OutputLock, check_writable
+from .redact import register_env
+from .report import RunResults, write_outputs
+from .settings import Settings
+from .store import STORE_DIR, set_aside
+
+Progress = Callable[[str], None]
+
+
+def prepare(config: pytest.Config, settings: Settings, progress: Progress, *,
+            controller: bool) -> tuple[Plan, OutputLock | None]:
+    """Validate everything and take the output dir; ConfigError on any problem.
+
+    The controller (or a plain run) checks the output dir is writable and
+    locks it; xdist workers share their controller's lock.
+    """
+    plan = load_plan(settings)
+    for warning in register_env(c.model.api_key_env for c in plan.cases
+                                if c.model.api_key_env):
+        progress(warning)
+    if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
+        raise ConfigError(f"--vlmhb-rebuild-reports: no results store in "
+                          f"{settings.output / STORE_DIR}")
+    if not controller:
+        return plan, None
+    check_writable(settings.output)
+    lock = OutputLock.acquire(settings.output)
+    if lock.took_over:
+        progress(lock.took_over)
+    return plan, lock
+
+
+def set_previous_aside(settings: Settings, progress: Progress) -> None:
+    """A fresh run keeps the previous results under a timestamped name."""
+    if settings.resume or settings.rebuild_reports:
+        return
+    previous = set_aside(settings.output)
+    if previous is not None:
+        progress(f"previous results kept in {previous} (use --vlmhb-resume to reuse them "
+                 "instead)")
+
+
+def _gates_status(results: RunResults) -> int:
+    return int(pytest.ExitCode.TESTS_FAILED if any(not g.passed for g in results.gates)
+               else pytest.ExitCode.OK)
+
+
+def finish_outputs(settings: Settings, plan: Plan, results: RunResults
+                   ) -> tuple[list[dict[str, Any]], list[str], int | None]:
+    """Write the outputs; (metrics rows, notes for the terminal, exit status to set).
+
+    The exit status is None for a normal run (pytest's own outcome stands);
+    a rebuild exits 1 when a re-checked gate fails, else 0.
+    """
+    notes: list[str] = []
+    status: int | None = None
+    if settings.rebuild_reports:
+        from .rebuild import results_from_store
+
+        results, skipped = results_from_store(plan, settings.output)
+        notes += [f"results store: skipped {line}" for line in skipped]
+        status = _gates_status(results)
+    rows: list[dict[str, Any]] = []
+    if results.records:
+        try:
+            rows = write_outputs(settings.output, plan, results)
+        except OSError as exc:
+            notes.append(f"could not write the outputs to {settings.output}: "
+                         f"{exc.strerror or exc}; the previous files are kept, and "
+                         "--vlmhb-rebuild-reports writes them from the results store")
+            status = int(pytest.ExitCode.INTERNAL_ERROR)
+    return rows, notes, status
