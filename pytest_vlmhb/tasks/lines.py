@@ -12,6 +12,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+#: Characters a sample id may not start with (a spreadsheet formula would); '='
+#: is allowed here and escaped in the CSV outputs, as the issue's rule for names says.
+FORMULA_STARTS = ("+", "-", "@")
+
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -39,7 +43,12 @@ class ManifestLine(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id(cls, value: Any) -> str:
-        return _str_or_int(value, empty_ok=False)
+        text = _str_or_int(value, empty_ok=False)
+        if text.startswith(FORMULA_STARTS):
+            raise PydanticCustomError(
+                "formula_start", "a sample id may not start with '+', '-' or '@' "
+                "(spreadsheets read it as a formula)")
+        return text
 
     @field_validator("category", mode="before")
     @classmethod

@@ -59,6 +59,10 @@ CASES: dict[str, Bad] = {
                             expect=("*models.csv:2: column 'name':*",)),
     "task-name-at": Bad({"tasks.csv": "name,type,data\n@t,docvqa,data/m.jsonl\n"},
                         expect=("*tasks.csv:2: column 'name':*",)),
+    **{f"sample-id-{name}": Bad({"data/m.jsonl": json.dumps(
+        {"id": sid, "image": "a.png", "question": "Q?", "answers": ["x"]}) + "\n"},
+        expect=("*m.jsonl:1: column 'id':*may not start with*",))
+       for name, sid in [("plus", "+1"), ("minus", "-a"), ("at", "@x")]},
     # 2. a key too short to mask
     "api-key-short": Bad({"models.csv": "name,source,endpoint,api_key_env\n"
                                         "m,x,http://127.0.0.1:9/v1,VLMHB_TEST_SHORT_KEY\n"},
