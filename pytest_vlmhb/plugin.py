@@ -107,9 +107,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from .errors import ConfigError
     from .session import prepare
 
+    # --collect-only shows the plan and touches nothing: no lock, nothing set aside.
+    takes_output = not _is_worker(config) and not config.option.collectonly
     try:
-        plan, lock = prepare(config, settings, _progress(config), controller=not
-                             _is_worker(config))
+        plan, lock = prepare(config, settings, _progress(config), controller=takes_output)
     except ConfigError as exc:
         raise pytest.UsageError(f"vlmhb: {exc}") from None
     if lock is not None:
@@ -125,7 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .runner import Runtime
     from .session import set_previous_aside
 
-    if not _is_worker(config):
+    if takes_output:
         set_previous_aside(settings, _progress(config))  # after every usage error
     config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
     if not _is_worker(config):
@@ -154,6 +155,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
         config.hook.pytest_deselected(items=unused)
     items[:] = collect.ordered(kept, plan)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """Under ``--collect-only``: the plan (cases, samples, server groups, argv)."""
+    plan = config.stash.get(PLAN, None)
+    if plan is None or not config.option.collectonly:
+        return []
+    from .plan import plan_lines
+
+    return plan_lines(plan, config.stash[SETTINGS])
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:

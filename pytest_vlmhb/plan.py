@@ -1,0 +1,69 @@
+"""The run's plan as text: cases, sample counts, server groups and their argv.
+
+Shown by ``pytest --collect-only`` with the plugin active; computing it
+builds nothing (no venv, image, model or server): each server's argv is the
+backend's command for the model as it would be resolved, with the parts only
+known at start (the venv's python, the port) shown as placeholders.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from . import registry
+from .backends.base import Backend, ServeRequest
+from .cases import Plan
+from .config import Case, ModelSpec
+from .models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir
+from .settings import Settings
+
+PORT_PLACEHOLDER = 0  # the real port is chosen when the server starts
+
+
+def planned_model_path(model: ModelSpec, cache: Path) -> str:
+    """What the server's ``--model`` would be, without building or downloading."""
+    source = model.source
+    if source.startswith(BUILTIN_PREFIX) and source.removeprefix(BUILTIN_PREFIX) in BUILTIN_MODELS:
+        return str(builtin_model_dir(cache, source.removeprefix(BUILTIN_PREFIX)))
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = model.base_dir / path
+    return str(path.resolve()) if path.exists() else source
+
+
+def server_argv(case: Case, settings: Settings) -> str:
+    """The argv (or endpoint) of the case's server, as one shell-quoted line."""
+    if case.model.endpoint:
+        return f"(external endpoint {case.model.endpoint})"
+    backend: Backend = registry.load(registry.BACKENDS, case.backend)()
+    request = ServeRequest(
+        python=f"<{case.backend} {case.launcher} python>",
+        model=planned_model_path(case.model, settings.cache),
+        served_name=case.model.served_name, host="127.0.0.1", port=PORT_PLACEHOLDER,
+        server_args=case.model.server_args)
+    try:
+        argv = backend.command(request)
+    except NotImplementedError as exc:
+        return f"({exc})"
+    return " ".join(shlex.quote(word) for word in argv).replace(
+        f"--port {PORT_PLACEHOLDER}", "--port <port>")
+
+
+def plan_lines(plan: Plan, settings: Settings) -> list[str]:
+    """The plan, one line per case under one heading per server group."""
+    groups: dict[str, list[Case]] = {}
+    for case in plan.cases:
+        groups.setdefault(case.server_key, []).append(case)
+    total = sum(len(plan.samples[c.id]) for c in plan.cases)
+    lines = [f"vlmhb plan: {len(plan.cases)} cases, {total} samples, "
+             f"{len(groups)} server groups (nothing is built or started by --collect-only)"]
+    for key, cases in groups.items():
+        lines.append(f"server {key}")
+        lines.append(f"  argv: {server_argv(cases[0], settings)}")
+        for case in cases:
+            gates = ", ".join(t.name for t in case.thresholds) or "none"
+            lines.append(f"  case {case.id}: task {case.task.name} ({case.task.type}), "
+                         f"{len(plan.samples[case.id])} samples, concurrency "
+                         f"{case.concurrency}, max_tokens {case.max_tokens}, gates: {gates}")
+    return lines
