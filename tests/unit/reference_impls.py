@@ -10,6 +10,10 @@ are ours. Sources:
   itself from Qwen-VL ``eval_mm/infographicsvqa_eval.py``, the RRC DocVQA /
   InfographicVQA official evaluation. The ``@register_metric`` decorator is
   left out (it only registers the function in lmms-eval).
+- Reasoning removal: EvolvingLMMs-Lab/lmms-eval, ``lmms_eval/api/reasoning.py``
+  (``strip_reasoning_tags``; main at commit 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3),
+  applied by its evaluator to every generated answer with the command line's
+  default pairs ``[["<think>", "</think>"], ["<analysis>", "</analysis>"]]``.
 - Relaxed accuracy: google-research/pix2struct, ``pix2struct/metrics.py``
   (``relaxed_correctness`` with its nested ``_to_float``; main at commit
   945f27e936c9464d9d7c133f1bd1f4f383be9e99),
@@ -115,6 +119,47 @@ def relaxed_correctness(target: str,
 # ---- END verbatim -----------------------------------------------------------------------
 
 
+# ---- BEGIN verbatim: lmms-eval lmms_eval/api/reasoning.py -------------------------------
+# fmt: off
+from typing import List
+
+
+def strip_reasoning_tags(text: str, tag_pairs: List[List[str]]) -> str:
+    """Remove reasoning tag blocks from model output.
+
+    Args:
+        text: Raw model output string
+        tag_pairs: List of [start_tag, end_tag] pairs,
+                   e.g. [["<think>", "</think>"], ["<reasoning>", "</reasoning>"]]
+
+    Returns:
+        Cleaned text with reasoning blocks removed.
+
+    Note:
+        Tag matching is case-sensitive (``<THINK>`` is not treated as ``<think>``),
+        and an unclosed opening tag with no matching closing tag is left untouched
+        and passes through unstripped.
+    """
+    result = text
+    for start_tag, end_tag in tag_pairs:
+        while start_tag in result and end_tag in result:
+            start = result.find(start_tag)
+            end = result.find(end_tag, start)
+            if start != -1 and end != -1:
+                result = result[:start] + result[end + len(end_tag) :]
+            else:
+                break
+        # Some chat templates prefill the opening reasoning tag in the prompt,
+        # so the model completion may contain only the closing tag plus the
+        # final answer. In that case, keep the suffix after the final closing
+        # tag so downstream scorers see the answer instead of the reasoning.
+        if end_tag in result and start_tag not in result:
+            result = result.rsplit(end_tag, 1)[-1]
+    return result.strip()
+# fmt: on
+# ---- END verbatim -----------------------------------------------------------------------
+
+
 # ---- typed wrappers (ours) --------------------------------------------------------------
 def reference_anls(prediction: str, answers: list[str]) -> float:
     """lmms-eval's per-question ANLS (the ``anls`` key of its result)."""
@@ -124,3 +169,12 @@ def reference_anls(prediction: str, answers: list[str]) -> float:
 def reference_relaxed_accuracy(prediction: str, answers: list[str]) -> float:
     """pix2struct's per-question score: max over the targets (``aggregate_metrics``)."""
     return float(max(relaxed_correctness(t, prediction) for t in answers))
+
+
+#: lmms-eval's command-line default ``--reasoning_tags``.
+LMMS_EVAL_DEFAULT_REASONING_TAGS = [["<think>", "</think>"], ["<analysis>", "</analysis>"]]
+
+
+def reference_strip_reasoning(text: str) -> str:
+    """lmms-eval's reasoning removal with its command line's default tag pairs."""
+    return strip_reasoning_tags(text, LMMS_EVAL_DEFAULT_REASONING_TAGS)
