@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -76,13 +76,16 @@ def create_app(engine: EngineLike, api_key: str | None = None) -> FastAPI:
         expected = f"Bearer {api_key}"
 
         @app.middleware("http")
-        async def _require_key(request: Request, call_next: Any) -> Response:
+        async def _require_key(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
             if request.url.path.startswith("/v1") and not secrets.compare_digest(
-                    request.headers.get("authorization", ""), expected):
-                return JSONResponse(error_body("invalid or missing API key", status=401),
-                                    status_code=401)
-            response: Response = await call_next(request)
-            return response
+                request.headers.get("authorization", ""), expected
+            ):
+                return JSONResponse(
+                    error_body("invalid or missing API key", status=401), status_code=401
+                )
+            return await call_next(request)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

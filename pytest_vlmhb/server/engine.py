@@ -55,6 +55,16 @@ class Prepared:
     stop: list[str]
 
 
+class _End:
+    """Marks the end of a generation's event stream."""
+
+
+_END = _End()
+
+#: What the generating thread hands to the request: events, a failure, the end.
+_Item = TokenEvent | FinishEvent | BaseException | _End
+
+
 @dataclass
 class _State:
     """Shared between the generating thread and the request."""
@@ -63,7 +73,7 @@ class _State:
     stops: StopStringChecker
     max_tokens: int
     eos_ids: frozenset[int]
-    emit: Callable[[object], None]
+    emit: Callable[[_Item], None]
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     cancelled: bool = False
@@ -109,9 +119,6 @@ class _StopWhenDone(StoppingCriteria):
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-_END = object()
-
-
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu."""
     if device == "auto":
@@ -129,7 +136,8 @@ def resolve_dtype(dtype: str, device: torch.device, config_dtype: Any) -> torch.
         config_dtype = DTYPES.get(config_dtype)
     if config_dtype in (None, torch.float32):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return config_dtype  # type: ignore[no-any-return]
+    checkpoint_dtype: torch.dtype = config_dtype
+    return checkpoint_dtype
 
 
 class Engine:
@@ -225,9 +233,9 @@ class Engine:
         (client gone) stops generation at the next token.
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        queue: asyncio.Queue[_Item] = asyncio.Queue()
 
-        def emit(event: object) -> None:
+        def emit(event: _Item) -> None:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody listens any more
                 loop.call_soon_threadsafe(queue.put_nowait, event)
 
@@ -243,11 +251,11 @@ class Engine:
         try:
             while True:
                 event = await queue.get()
-                if event is _END:
+                if isinstance(event, _End):
                     return
                 if isinstance(event, BaseException):
                     raise GenerationError(str(event) or type(event).__name__) from event
-                yield event  # type: ignore[misc]
+                yield event
         finally:
             state.cancelled = True
 
