@@ -1,10 +1,11 @@
-"""Regression gates against an earlier run's metrics.csv (``--vlmhb-baseline``).
+"""An earlier run's metrics.csv as a baseline (``--vlmhb-baseline``): reading it,
+and report.md's comparison table.
 
 A case whose id has a baseline row gets one extra gate per score (it may not
 drop by more than ``--vlmhb-max-score-drop``, absolute; for error rates such
 as CER, rise) and per latency percentile (it may not grow by more than
-``--vlmhb-max-latency-increase``, relative). Cases without a row are "new":
-reported as such, never compared.
+``--vlmhb-max-latency-increase``, relative): :func:`gates.baseline_gates`.
+Cases without a row are "new": reported as such, never compared.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from . import registry
-from .columns import CASE_ID_COLUMNS, CASE_PERF_COLUMNS
-from .config import Case, Threshold
+from .columns import CASE_ID_COLUMNS, LATENCY_COLUMNS, CaseRow, Cell, case_cells
 from .csvfiles import read_config_text
 from .csvsafe import unescape_cell
 from .errors import ConfigError
 from .numbers import finite_float
 
-LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
+__all__ = ["LATENCY_COLUMNS", "comparison_rows", "read_baseline"]
 
 
 def read_baseline(path: Path) -> dict[str, dict[str, float]]:
@@ -84,40 +82,19 @@ def _numbers(row: Mapping[str, str], path: Path, line: int) -> dict[str, float]:
     return values
 
 
-def baseline_gates(case: Case, row: Mapping[str, float] | None, max_score_drop: float | None,
-                   max_latency_increase: float | None) -> tuple[Threshold, ...]:
-    """The regression gates of one case (none for a case without a baseline row)."""
-    if row is None:
-        return ()
-    gates = []
-    if max_score_drop is not None:
-        for name in case.task.metrics:
-            if name not in row:
-                continue
-            higher = registry.load(registry.METRICS, name).higher_is_better
-            gates.append(Threshold(
-                column=name, bound="min" if higher else "max", origin="baseline",
-                value=row[name] - max_score_drop if higher else row[name] + max_score_drop))
-    if max_latency_increase is not None:
-        for column in LATENCY_COLUMNS:
-            if column in row:
-                gates.append(Threshold(column=column, bound="max", origin="baseline",
-                                       value=row[column] * (1.0 + max_latency_increase)))
-    return tuple(gates)
-
-
-def comparison_rows(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Mapping[str, float]],
-                    columns: Iterable[str]) -> list[dict[str, Any]]:
+def comparison_rows(rows: Sequence[CaseRow], baseline: Mapping[str, Mapping[str, float]],
+                    columns: Iterable[str]) -> list[dict[str, Cell]]:
     """One row per case and figure: baseline, now, delta; 'new' without a baseline row."""
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Cell]] = []
     wanted = list(columns)
     for row in rows:
         base = baseline.get(row["case_id"])
         if base is None:
             out.append({"case_id": row["case_id"], "figure": "(all)", "status": "new"})
             continue
+        cells = case_cells(row)
         for column in wanted:
-            now = row.get(column)
+            now = cells.get(column)
             if column not in base or not isinstance(now, (int, float)):
                 continue
             out.append({"case_id": row["case_id"], "figure": column, "baseline": base[column],

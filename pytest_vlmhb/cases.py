@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .baseline import baseline_gates, read_baseline
+from .baseline import read_baseline
 from .columns import gateable_columns
 from .config import (
     THRESHOLD_PREFIXES,
@@ -24,6 +24,8 @@ from .config import (
 )
 from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
 from .errors import ConfigError
+from .gates import baseline_gates
+from .launchers.base import default_launcher, launcher_names, load_launcher
 from .models import check_source
 from .numbers import finite_float, in_range
 from .redact import check_api_key_env
@@ -37,9 +39,6 @@ from .tasks.presets import (
     preset_of_data,
 )
 from .tasks.sources import resolve_manifest
-
-AUTO_LAUNCHER = "auto"
-EXTERNAL_LAUNCHER = "external"
 
 
 @dataclass(frozen=True)
@@ -178,26 +177,18 @@ def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line:
 
 
 def _launcher(row: CaseRow, model: ModelSpec, path: Path, line: int) -> str:
-    name = row.launcher or (EXTERNAL_LAUNCHER if model.endpoint else AUTO_LAUNCHER)
-    allowed = [AUTO_LAUNCHER, *registry.names(registry.LAUNCHERS)]
+    """The case's launcher, checked for its model and this machine, and resolved
+    (``auto`` -> docker or local)."""
+    where: dict[str, Any] = {"file": path, "line": line, "column": "launcher"}
+    name = row.launcher or default_launcher(model)
+    allowed = launcher_names()
     if name not in allowed:
-        raise ConfigError(f"unknown launcher {name!r}", file=path, line=line,
-                          column="launcher", allowed=allowed)
-    if name == EXTERNAL_LAUNCHER and not model.endpoint:
-        raise ConfigError(f"launcher 'external' needs an endpoint for model {model.name!r} "
-                          "in models.csv", file=path, line=line, column="launcher")
-    if name == AUTO_LAUNCHER:
-        from .launchers.auto import resolve
-
-        name = resolve().launcher  # docker when a daemon answers, else local
-    elif name == "docker":
-        from .launchers.docker_daemon import START_HINT, daemon_status
-
-        answers, why = daemon_status()
-        if not answers:
-            raise ConfigError(f"launcher 'docker': {why}; {START_HINT}", file=path,
-                              line=line, column="launcher")
-    return name
+        raise ConfigError(f"unknown launcher {name!r}", allowed=allowed, **where)
+    launcher = load_launcher(name, **where)
+    problem = launcher.check_model(model) or launcher.check_available()
+    if problem:
+        raise ConfigError(problem, **where)
+    return launcher.resolve(model)
 
 
 def load_cases(settings: Settings) -> list[Case]:

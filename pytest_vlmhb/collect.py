@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from .cases import Plan
+from .gates import GateResult, gate_result
 from .outputdir import OutputError
-from .report import gate_result
+from .records import CaseInfo, Record
 from .runner import Runtime
 
 SAMPLE_FIXTURE = "vlmhb_sample"
@@ -119,12 +119,13 @@ class SampleCheck:
     """What a ``test_sample`` item does: answer, score, record, fail on error."""
 
     def __init__(self, item: pytest.Item, runtime: Runtime, param: SampleParam,
-                 record_key: Any, case_key: Any) -> None:
+                 record_key: pytest.StashKey[Record],
+                 case_key: pytest.StashKey[CaseInfo]) -> None:
         self.item, self.runtime, self.param = item, runtime, param
         self._record_key, self._case_key = record_key, case_key
-        self.record: dict[str, Any] | None = None
+        self.record: Record | None = None
 
-    def check(self) -> dict[str, Any]:
+    def check(self) -> Record:
         param = self.param
         try:
             record, info = self.runtime.run_sample(
@@ -141,10 +142,11 @@ class SampleCheck:
             self.item.stash[self._case_key] = info
         props = self.item.user_properties
         props.append(("answer", record["answer"] if record["answer"] is not None else ""))
-        for name, value in record["scores"].items():
-            props.append((name, "" if value is None else value))
+        for name, score in record["scores"].items():
+            props.append((name, "" if score is None else score))
+        fields: Mapping[str, object] = record
         for name in _PROPERTIES:
-            value = record[name]
+            value = fields[name]
             props.append((name, "" if value is None else value))
         if record["error"]:
             props.append(("error", record["error"]))
@@ -156,7 +158,7 @@ class GateCheck:
     """What a ``test_gate`` item does: compare the case aggregate with a threshold."""
 
     def __init__(self, item: pytest.Item, runtime: Runtime, param: GateParam,
-                 gate_key: Any) -> None:
+                 gate_key: pytest.StashKey[GateResult]) -> None:
         self.item, self.runtime, self.param, self._gate_key = item, runtime, param, gate_key
 
     def check(self) -> None:

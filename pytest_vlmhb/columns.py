@@ -1,42 +1,138 @@
-"""Column names of answers.csv and metrics.csv, shared by reports and gates."""
+"""Columns of answers.csv and metrics.csv, shared by reports and gates.
+
+A metrics.csv row is a :class:`CaseRow`: its keys, in order, are the file's
+columns, with the one key ``metrics`` standing for the case's metric columns
+(dynamic per case). :func:`case_columns` and :func:`case_cells` both read that
+definition, so a column cannot drop out of the file while the row still has it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from typing_extensions import TypedDict
+
+if TYPE_CHECKING:
+    from .records import Record  # records imports this module
+
+#: A CSV cell before escaping.
+Cell = str | int | float | None
+
+#: The key of :class:`CaseRow` that holds the metric columns.
+METRICS_KEY = "metrics"
+
+
+class CaseIds(TypedDict):
+    """Which case a row describes."""
+
+    case_id: str
+    model: str
+    task: str
+    backend: str
+    launcher: str
+
+
+class CaseCounts(TypedDict):
+    n: int
+    errors: int
+    retries: int
+    server_restarts: int
+
+
+class CaseScores(TypedDict):
+    #: Each metric's case aggregate, by metric name: one column per metric.
+    metrics: dict[str, float | None]
+
+
+class CasePerf(TypedDict):
+    ttft_p50_ms: float | None
+    ttft_p90_ms: float | None
+    ttft_p95_ms: float | None
+    ttft_p99_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p95_ms: float | None
+    e2e_p99_ms: float | None
+    tpot_mean_ms: float | None
+    requests_per_s: float | None
+    output_tokens_per_s: float | None
+    peak_memory_mb: float | None
+    container_peak_memory_mb: float | None
+    gpu_peak_memory_mb: float | None
+
+
+class CaseServer(TypedDict):
+    """The server's own view of the case, from its /metrics (None where the
+    backend exposes no such figure): a cross-check of the client's numbers."""
+
+    client_completion_tokens: int
+    server_generation_tokens: float | None
+    server_ttft_mean_ms: float | None
+    server_mean_batch: float | None
+    server_max_running: float | None
+
+
+class CaseRow(CaseIds, CaseCounts, CaseScores, CasePerf, CaseServer):
+    """One metrics.csv row; the keys in declaration order are the columns."""
+
+
+CASE_ID_COLUMNS = tuple(CaseIds.__annotations__)
+CASE_COUNT_COLUMNS = tuple(CaseCounts.__annotations__)
+CASE_PERF_COLUMNS = tuple(CasePerf.__annotations__)
+CASE_SERVER_COLUMNS = tuple(CaseServer.__annotations__)
+#: The latency columns a baseline gate compares.
+LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
 
 ANSWER_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher", "sample_id")
+ANSWER_TEXT_COLUMNS = ("category", "prompt", "answer", "reference")
 ANSWER_TIMING_COLUMNS = (
     "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens", "finish_reason",
     "retries", "error",
-)
-CASE_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher")
-CASE_COUNT_COLUMNS = ("n", "errors", "retries", "server_restarts")
-CASE_PERF_COLUMNS = (
-    "ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "ttft_p99_ms",
-    "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "tpot_mean_ms",
-    "requests_per_s", "output_tokens_per_s", "peak_memory_mb", "container_peak_memory_mb",
-    "gpu_peak_memory_mb",
-)
-# The server's own view of the case, from its /metrics (empty where the
-# backend exposes no such figure): a cross-check of the client's numbers.
-CASE_SERVER_COLUMNS = (
-    "client_completion_tokens", "server_generation_tokens", "server_ttft_mean_ms",
-    "server_mean_batch", "server_max_running",
 )
 
 
 def answer_columns(metric_names: Iterable[str]) -> list[str]:
     """answers.csv columns for the given metrics."""
-    return [*ANSWER_ID_COLUMNS, "category", "prompt", "answer", "reference", *metric_names,
-            *ANSWER_TIMING_COLUMNS]
+    return [*ANSWER_ID_COLUMNS, *ANSWER_TEXT_COLUMNS, *metric_names, *ANSWER_TIMING_COLUMNS]
+
+
+def answer_cells(record: Record, metric_names: Iterable[str]) -> dict[str, object]:
+    """One answers.csv row: the record's fields and its score of each given metric
+    (None where its case has no such metric)."""
+    fields: Mapping[str, object] = record
+    cells = {column: fields[column] for column in answer_columns(())}
+    cells.update({name: record["scores"].get(name) for name in metric_names})
+    return cells
 
 
 def case_columns(metric_names: Iterable[str]) -> list[str]:
-    """metrics.csv columns for the given metrics."""
-    return [*CASE_ID_COLUMNS, *CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS,
-            *CASE_SERVER_COLUMNS]
+    """metrics.csv columns for the given metrics: :class:`CaseRow`'s keys, in order."""
+    names = list(metric_names)
+    out: list[str] = []
+    for key in CaseRow.__annotations__:
+        out += names if key == METRICS_KEY else [key]
+    return out
+
+
+def case_cells(row: CaseRow) -> dict[str, Cell]:
+    """The row as metrics.csv holds it: column -> value, in column order, the metric
+    columns in place of ``metrics`` (a metric named like a fixed column: ValueError)."""
+    fields: Mapping[str, object] = row
+    metrics = row["metrics"]
+    clash = sorted(set(metrics) & (set(CaseRow.__annotations__) - {METRICS_KEY}))
+    if clash:
+        raise ValueError(f"metric names clash with metrics.csv columns: {', '.join(clash)}")
+    cells: dict[str, Cell] = {}
+    for key in CaseRow.__annotations__:
+        if key == METRICS_KEY:
+            cells.update(metrics)
+            continue
+        value = fields[key]
+        assert value is None or isinstance(value, (str, int, float)), (key, value)
+        cells[key] = value
+    return cells
 
 
 def gateable_columns(metric_names: Iterable[str]) -> list[str]:
     """Columns a ``min_``/``max_`` threshold may name for a case."""
-    return [*CASE_COUNT_COLUMNS, *metric_names, *CASE_PERF_COLUMNS, *CASE_SERVER_COLUMNS]
+    return [c for c in case_columns(metric_names) if c not in CASE_ID_COLUMNS]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .gates import Threshold as Threshold
 from .settings import Settings as Settings
 
 # Numbers in CSV cells must be finite: pydantic otherwise reads "nan" and "inf".
@@ -163,23 +164,6 @@ class CaseRow(BaseModel):
 def _reject_constant(name: str) -> Any:
     """JSON's non-standard NaN/Infinity: a request body must be standard JSON."""
     raise ValueError(f"{name} is not a valid JSON value (numbers must be finite)")
-
-
-class Threshold(BaseModel):
-    """A gate: ``min_<column>`` or ``max_<column>`` on a metrics.csv column."""
-
-    model_config = ConfigDict(frozen=True)
-
-    column: str
-    bound: Literal["min", "max"]
-    value: float
-    #: "" for a CSV threshold; "baseline" for a regression gate from --vlmhb-baseline.
-    origin: str = ""
-
-    @property
-    def name(self) -> str:
-        prefix = f"{self.origin}_" if self.origin else ""
-        return f"{prefix}{self.bound}_{self.column}"
 
 
 class ModelSpec(BaseModel):

@@ -20,15 +20,18 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .cases import Plan
     from .collect import GateCheck, SampleCheck
+    from .columns import CaseRow
+    from .gates import GateResult
     from .outputdir import OutputLock
-    from .report import GateResult, RunResults
+    from .records import CaseInfo, Record
+    from .report import RunResults
     from .runner import Runtime
 
 SETTINGS = pytest.StashKey[Settings]()
 PLAN: pytest.StashKey[Plan] = pytest.StashKey()
 RUNTIME: pytest.StashKey[Runtime] = pytest.StashKey()
-RECORD = pytest.StashKey[dict[str, Any]]()
-CASE_INFO = pytest.StashKey[dict[str, Any]]()
+RECORD: pytest.StashKey[Record] = pytest.StashKey()
+CASE_INFO: pytest.StashKey[CaseInfo] = pytest.StashKey()
 GATE: pytest.StashKey[GateResult] = pytest.StashKey()
 LOCK: pytest.StashKey[OutputLock] = pytest.StashKey()
 
@@ -234,16 +237,17 @@ class ResultsCollector:
 
         self.config = config
         self.results: RunResults = RunResults()
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[CaseRow] = []
         self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from .report import GateResult
+        from .gates import GateResult
 
-        record = getattr(report, "vlmhb_record", None)
+        # Plain dicts, as a worker's report carries them (see pytest_runtest_makereport).
+        record: Record | None = getattr(report, "vlmhb_record", None)
         if record is not None:
             self.results.add_record(record)
-            case = getattr(report, "vlmhb_case", None)
+            case: CaseInfo | None = getattr(report, "vlmhb_case", None)
             if case is not None:
                 self.results.case_info[record["case_id"]] = case
         gate = getattr(report, "vlmhb_gate", None)

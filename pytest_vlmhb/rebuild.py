@@ -6,8 +6,9 @@ from pathlib import Path
 
 from .cases import Plan
 from .config import Case
+from .gates import gate_result
 from .records import Record, metric
-from .report import RunResults, gate_result
+from .report import RunResults
 from .store import load_store, record_key
 from .tasks.manifest import Sample
 
@@ -15,7 +16,9 @@ from .tasks.manifest import Sample
 def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
     """A stored record placed in ``case``; a metric it has no stats for (the case's
     metrics changed since) is scored from the stored answer, as ``--vlmhb-resume`` does."""
-    record = {**stored, "case_id": case.id, "sample_id": sample.id, "launcher": case.launcher}
+    record = stored.copy()
+    record["case_id"], record["sample_id"], record["launcher"] = (
+        case.id, sample.id, case.launcher)
     missing = [n for n in case.task.metrics
                if n not in record["stats"] or n not in record["scores"]]
     if missing:
@@ -25,7 +28,7 @@ def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
             s = (m.worst_stats(sample.reference) if record["error"]
                  else m.stats(record["answer"] or "", sample.reference))
             stats[name], scores[name] = s, m.value(s)
-        record.update(stats=stats, scores=scores)
+        record["stats"], record["scores"] = stats, scores
     return record
 
 

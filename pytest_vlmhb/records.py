@@ -2,22 +2,95 @@
 
 The same functions run on an xdist worker (for gate items) and on the
 controller (for the reports), so both see identical figures.
+
+:class:`Record` is the one definition of a sample record's fields: what
+:func:`make_record` builds, what travels from an xdist worker to the
+controller (a plain dict, as execnet needs) and what the results store keeps
+and validates on load (:class:`StoredRecord`, through pydantic).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeGuard
+from collections.abc import Iterable, Sequence
+from typing import Annotated, NotRequired, TypeGuard
+
+from pydantic import ConfigDict, Field, JsonValue, with_config
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from . import registry
 from .client import Completion
+from .columns import CaseRow, Cell
 from .config import Case
 from .metrics.base import Metric
 from .redact import redact
 from .tasks.manifest import Sample
 
-Record = dict[str, Any]
+_Count = Annotated[int, Field(ge=0)]
+_Time = Annotated[float, Field(allow_inf_nan=False)]
+# Validation (of store lines) is strict: no "1" for 1; fields of later versions are kept.
+_STRICT = ConfigDict(strict=True, extra="allow")
+
+
+@with_config(_STRICT)
+class Record(TypedDict):
+    """One scored sample: its answer, each metric, its timings and retries."""
+
+    case_id: str
+    model: str
+    task: str
+    backend: str
+    launcher: str
+    sample_id: str
+    category: str | None
+    prompt: str | None
+    answer: str | None
+    reference: dict[str, JsonValue]
+    scores: dict[str, float | None]
+    stats: dict[str, dict[str, float]]
+    ttft_ms: _Time | None
+    tpot_ms: _Time | None
+    e2e_ms: _Time | None
+    itl_ms: list[_Time | None]
+    prompt_tokens: _Count | None
+    completion_tokens: _Count | None
+    finish_reason: str | None
+    token_ids: list[int] | None
+    error: str | None
+    sent_at: _Time | None
+    finished_at: _Time | None
+    retries: _Count
+    #: Set on a stored record reused by ``--vlmhb-resume`` (such a record is not stored again).
+    reused: NotRequired[bool]
+
+
+@with_config(_STRICT)
+class StoredRecord(Record):
+    """A sample line of the results store: the record and its ``store.record_key``."""
+
+    key: Annotated[str, Field(min_length=1)]
+
+
+@with_config(_STRICT)
+class ServerInfo(TypedDict, total=False):
+    """The server's provenance (launcher-specific keys; ``packages``: name -> version)."""
+
+    packages: dict[str, JsonValue]
+
+
+@with_config(_STRICT)
+class CaseInfo(TypedDict, total=False):
+    """A finished case's server figures (raw units), stored and read by the reports."""
+
+    server: ServerInfo
+    server_restarts: _Count | None
+    server_generation_tokens: float | None
+    server_ttft_mean_ms: float | None
+    server_mean_batch: float | None
+    server_max_running: float | None
+    peak_memory_bytes: float | None  # the server's own report (HF wrapper)
+    container_peak_memory_bytes: float | None  # docker stats
+    gpu_peak_memory_bytes: float | None  # NVML
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -41,7 +114,7 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
         stats[name] = s
         scores[name] = m.value(s)
     c = completion or Completion()
-    return {
+    record: Record = {
         "case_id": case.id, "model": case.model.name, "task": case.task.name,
         "backend": case.backend, "launcher": case.launcher, "sample_id": sample.id,
         "category": sample.category,
@@ -55,23 +128,25 @@ def make_record(case: Case, sample: Sample, completion: Completion | None,
         "sent_at": c.sent_at or None, "finished_at": c.finished_at or None,
         "retries": retries,
     }
+    return record
 
 
 def rescore(case: Case, sample: Sample, stored: Record) -> Record:
     """A stored record, scored again with the case's current metrics; marked reused."""
-    record = dict(stored)
+    record = stored.copy()
     scores: dict[str, float | None] = {}
     stats: dict[str, dict[str, float]] = {}
     for name in case.task.metrics:
         m = metric(name)
         s = m.stats(stored["answer"] or "", sample.reference)
         stats[name], scores[name] = s, m.value(s)
-    record.update(case_id=case.id, launcher=case.launcher, reference=sample.reference,
-                  category=sample.category, scores=scores, stats=stats, reused=True)
+    record["case_id"], record["launcher"] = case.id, case.launcher
+    record["reference"], record["category"] = sample.reference, sample.category
+    record["scores"], record["stats"], record["reused"] = scores, stats, True
     return record
 
 
-def category_rows(case: Case, records: Sequence[Record]) -> list[dict[str, Any]]:
+def category_rows(case: Case, records: Sequence[Record]) -> list[dict[str, Cell]]:
     """Sub-scores: each metric aggregated per sample category (ChartQA split,
     OCRBench question type), in order of first appearance; [] when ungrouped."""
     groups: dict[str, list[Record]] = {}
@@ -80,8 +155,8 @@ def category_rows(case: Case, records: Sequence[Record]) -> list[dict[str, Any]]
             groups.setdefault(str(record["category"]), []).append(record)
     rows = []
     for category, members in groups.items():
-        row: dict[str, Any] = {"case_id": case.id, "category": category, "n": len(members),
-                               "errors": sum(bool(r["error"]) for r in members)}
+        row: dict[str, Cell] = {"case_id": case.id, "category": category, "n": len(members),
+                                "errors": sum(bool(r["error"]) for r in members)}
         for name in case.task.metrics:
             row[name] = _round(metric(name).aggregate([r["stats"][name] for r in members]))
         rows.append(row)
@@ -102,7 +177,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _is_time(value: Any) -> TypeGuard[float]:
+def _is_time(value: object) -> TypeGuard[float]:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value) and value > 0)
 
@@ -130,71 +205,56 @@ def busy_seconds(intervals: Iterable[tuple[float, float]]) -> float:
     return total + (hi - lo if hi > lo else 0.0)
 
 
+def _mib(value: float | None) -> float | None:
+    return _round(value / 2**20, 1) if value else None
+
+
 def summarize_case(case: Case, records: Sequence[Record],
-                   case_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   case_info: CaseInfo | None = None) -> CaseRow:
     """One metrics.csv row: counts, metric aggregates, latency and throughput."""
+    info: CaseInfo = case_info or {}
     ok = [r for r in records if not r["error"]]
-    row: dict[str, Any] = {
-        "case_id": case.id, "model": case.model.name, "task": case.task.name,
-        "backend": case.backend, "launcher": case.launcher,
-        "n": len(records), "errors": len(records) - len(ok),
-        "retries": sum(r.get("retries") or 0 for r in records),
-        "server_restarts": (case_info or {}).get("server_restarts") or 0,
-    }
-    for name in case.task.metrics:
-        row[name] = _round(metric(name).aggregate([r["stats"][name] for r in records]))
     ttft = [r["ttft_ms"] for r in ok if r["ttft_ms"] is not None]
     e2e = [r["e2e_ms"] for r in ok if r["e2e_ms"] is not None]
     tpot = [r["tpot_ms"] for r in ok if r["tpot_ms"] is not None]
-    for q in (50, 90, 95, 99):
-        row[f"ttft_p{q}_ms"] = _round(percentile(ttft, q), 3)
-    for q in (50, 95, 99):
-        row[f"e2e_p{q}_ms"] = _round(percentile(e2e, q), 3)
-    row["tpot_mean_ms"] = _round(sum(tpot) / len(tpot), 3) if tpot else None
     # Rates over the time requests were in flight, so the gap between a run and
     # its --vlmhb-resume (or a server restart) does not dilute them.
     timed = [(r, i) for r in ok if (i := _interval(r)) is not None]
     busy = busy_seconds(i for _, i in timed)
-    tokens = sum(r["completion_tokens"] or 0 for r in ok)
     timed_tokens = sum(r["completion_tokens"] or 0 for r, _ in timed)
-    row["requests_per_s"] = _round(len(timed) / busy, 3) if busy > 0 else None
-    row["output_tokens_per_s"] = _round(timed_tokens / busy, 3) if busy > 0 else None
-    info = case_info or {}
-    for column, key in PEAK_COLUMNS.items():
-        peak = info.get(key)
-        row[column] = _round(peak / 2**20, 1) if peak else None
-    row["client_completion_tokens"] = tokens
-    row["server_generation_tokens"] = info.get("server_generation_tokens")
-    row["server_ttft_mean_ms"] = _round(info.get("server_ttft_mean_ms"), 3)
-    row["server_mean_batch"] = _round(info.get("server_mean_batch"), 2)
-    row["server_max_running"] = info.get("server_max_running")
-    return row
+
+    def p(values: Sequence[float], q: float) -> float | None:
+        return _round(percentile(values, q), 3)
+
+    return {
+        "case_id": case.id, "model": case.model.name, "task": case.task.name,
+        "backend": case.backend, "launcher": case.launcher,
+        "n": len(records), "errors": len(records) - len(ok),
+        "retries": sum(r.get("retries") or 0 for r in records),
+        "server_restarts": info.get("server_restarts") or 0,
+        "metrics": {name: _round(metric(name).aggregate([r["stats"][name] for r in records]))
+                    for name in case.task.metrics},
+        "ttft_p50_ms": p(ttft, 50), "ttft_p90_ms": p(ttft, 90), "ttft_p95_ms": p(ttft, 95),
+        "ttft_p99_ms": p(ttft, 99),
+        "e2e_p50_ms": p(e2e, 50), "e2e_p95_ms": p(e2e, 95), "e2e_p99_ms": p(e2e, 99),
+        "tpot_mean_ms": _round(sum(tpot) / len(tpot), 3) if tpot else None,
+        "requests_per_s": _round(len(timed) / busy, 3) if busy > 0 else None,
+        "output_tokens_per_s": _round(timed_tokens / busy, 3) if busy > 0 else None,
+        "peak_memory_mb": _mib(info.get("peak_memory_bytes")),
+        "container_peak_memory_mb": _mib(info.get("container_peak_memory_bytes")),
+        "gpu_peak_memory_mb": _mib(info.get("gpu_peak_memory_bytes")),
+        "client_completion_tokens": sum(r["completion_tokens"] or 0 for r in ok),
+        "server_generation_tokens": info.get("server_generation_tokens"),
+        "server_ttft_mean_ms": _round(info.get("server_ttft_mean_ms"), 3),
+        "server_mean_batch": _round(info.get("server_mean_batch"), 2),
+        "server_max_running": info.get("server_max_running"),
+    }
 
 
-#: metrics.csv peak columns (MiB) and the case-info figures (bytes) they come from.
-PEAK_COLUMNS = {
-    "peak_memory_mb": "peak_memory_bytes",  # the server's own report (HF wrapper)
-    "container_peak_memory_mb": "container_peak_memory_bytes",  # docker stats
-    "gpu_peak_memory_mb": "gpu_peak_memory_bytes",  # NVML
-}
-
-
-def token_mismatch(row: Mapping[str, Any]) -> str | None:
+def token_mismatch(row: CaseRow) -> str | None:
     """Why the client's and the server's token counts disagree, if they do."""
-    server = row.get("server_generation_tokens")
+    server = row["server_generation_tokens"]
     if server is None or server == row["client_completion_tokens"]:
         return None
     return (f"client counted {row['client_completion_tokens']} completion tokens, "
             f"the server generated {server:g}")
-
-
-def gate_failure(row: Mapping[str, Any], column: str, bound: str, limit: float) -> str | None:
-    """None when the case passes ``<bound>_<column>``, else why it does not."""
-    value = row.get(column)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{column} could not be computed for this case ({bound}_{column} {limit:g})"
-    if bound == "min" and value < limit:
-        return f"{column} {value:g} < {bound}_{column} {limit:g}"
-    if bound == "max" and value > limit:
-        return f"{column} {value:g} > {bound}_{column} {limit:g}"
-    return None

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import PurePosixPath
-from typing import Any
 
 from .cases import Plan
+from .columns import Cell
 from .config import Case
 from .tasks.hub import is_dataset_source, parse_source
 from .tasks.presets import Preset, load_preset
@@ -85,16 +85,21 @@ def measured_split(case: Case, preset: Preset) -> str:
     return preset.split
 
 
-def _row(case: Case, preset: Preset, split: str, summary: Mapping[str, Any],
-         ref: ReferenceScore | None) -> dict[str, Any]:
+def _number(value: Cell) -> float | None:
+    return None if value is None or isinstance(value, str) else value
+
+
+def _row(case: Case, preset: Preset, split: str, summary: Mapping[str, Cell],
+         ref: ReferenceScore | None) -> dict[str, Cell]:
     metric = next((m for m in preset.metrics if m in case.task.metrics), case.task.metrics[0])
-    fraction = summary.get(metric)
+    fraction = _number(summary.get(metric))
     unit = ref.unit if ref is not None else "percent"
     measured = None if fraction is None else round(fraction * UNITS[unit], 2)
-    row: dict[str, Any] = {"case_id": case.id, "model": case.model.name,
-                           "benchmark": preset.benchmark, "split": split,
-                           "n": f"{summary.get('n', 0)}/{preset.size}",
-                           "measured": measured, "unit": unit}
+    n = _number(summary.get("n")) or 0
+    row: dict[str, Cell] = {"case_id": case.id, "model": case.model.name,
+                            "benchmark": preset.benchmark, "split": split,
+                            "n": f"{summary.get('n', 0)}/{preset.size}",
+                            "measured": measured, "unit": unit}
     if ref is None:
         return {**row, "status": "no published score for this model"}
     row.update(reference=ref.score, source=ref.source)
@@ -105,15 +110,16 @@ def _row(case: Case, preset: Preset, split: str, summary: Mapping[str, Any],
         row["status"] = f"not compared: published on {ref.split}, this run measured {split}"
     elif measured is not None:
         row["delta"] = round(measured - ref.score, 2)
-        complete = summary.get("n", 0) >= preset.size and not summary.get("errors")
+        complete = n >= preset.size and not summary.get("errors")
         row["status"] = "compared" if complete else "compared on a subset (limit or errors)"
     return row
 
 
-def reference_rows(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (preset case, matching published figure); cases without one too."""
+def reference_rows(plan: Plan, rows: Sequence[Mapping[str, Cell]]) -> list[dict[str, Cell]]:
+    """One row per (preset case, matching published figure); cases without one too.
+    ``rows`` are metrics.csv rows (:func:`columns.case_cells`)."""
     summaries = {r["case_id"]: r for r in rows}
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Cell]] = []
     for case in plan.cases:
         if case.task.preset is None or case.id not in summaries:
             continue
@@ -127,10 +133,10 @@ def reference_rows(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[dict[s
     return out
 
 
-Table = Callable[[Sequence[str], Iterable[Mapping[str, Any]]], list[str]]
+Table = Callable[[Sequence[str], Iterable[Mapping[str, object]]], list[str]]
 
 
-def reference_section(plan: Plan, rows: Sequence[Mapping[str, Any]], table: Table
+def reference_section(plan: Plan, rows: Sequence[Mapping[str, Cell]], table: Table
                       ) -> list[str]:
     """report.md lines: measured vs published scores of the preset cases ([] if none)."""
     found = reference_rows(plan, rows)

@@ -12,40 +12,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
-from .baseline import LATENCY_COLUMNS, comparison_rows
+from .baseline import comparison_rows
 from .benchjson import benchmark_json_text
 from .cases import Plan
-from .columns import answer_columns, case_columns
-from .config import Case, Threshold
+from .columns import (
+    LATENCY_COLUMNS,
+    CaseRow,
+    Cell,
+    answer_cells,
+    answer_columns,
+    case_cells,
+    case_columns,
+)
+from .config import Case
 from .csvsafe import escape_cell
 from .errors import SampleError
+from .gates import GateResult
 from .images import read_image
 from .outputdir import atomic_write_files, atomic_write_text, encode_text
-from .records import Record, category_rows, gate_failure, summarize_case, token_mismatch
+from .records import CaseInfo, Record, category_rows, summarize_case, token_mismatch
 from .redact import redact
 from .reference_scores import reference_section
-
-
-@dataclass
-class GateResult:
-    case_id: str
-    threshold: str
-    passed: bool
-    message: str
-
-
-def gate_result(case: Case, threshold: Threshold, records: Sequence[Record],
-                case_info: Mapping[str, Any] | None) -> tuple[GateResult, Any]:
-    """One threshold checked against the case's records; also the value checked."""
-    row = summarize_case(case, records, case_info)
-    value = row.get(threshold.column)
-    failure = (f"no sample of case {case.id} ran in this session" if not records
-               else gate_failure(row, threshold.column, threshold.bound, threshold.value))
-    message = failure or (f"{threshold.column} {value} meets {threshold.name} "
-                          f"{threshold.value:g}")
-    return GateResult(case.id, threshold.name, failure is None, message), value
 
 
 @dataclass
@@ -53,7 +41,7 @@ class RunResults:
     """Everything the controller gathered from the item reports."""
 
     records: dict[str, list[Record]] = field(default_factory=dict)
-    case_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    case_info: dict[str, CaseInfo] = field(default_factory=dict)
     gates: list[GateResult] = field(default_factory=list)
     #: Results-store lines that were not used, as ``file:line (why)`` (noted in report.md).
     store_skipped: list[str] = field(default_factory=list)
@@ -66,7 +54,7 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: object) -> object:
     """A CSV cell: text masked and escaped against formula injection; numbers as they are."""
     if value is None:
         return ""
@@ -87,30 +75,33 @@ def ordered_records(plan: Plan, results: RunResults) -> list[tuple[Case, list[Re
     return out
 
 
-def case_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+def case_rows(plan: Plan, results: RunResults) -> list[CaseRow]:
     """metrics.csv rows of the cases that ran."""
     return [summarize_case(case, recs, results.case_info.get(case.id))
             for case, recs in ordered_records(plan, results) if recs]
 
 
-def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
     """CSV text with known secrets masked and every text cell (header included)
-    escaped by :func:`csvsafe.escape_cell`; ``csvsafe.read_csv_dicts`` reads it back."""
+    escaped by :func:`csvsafe.escape_cell`; ``csvsafe.read_csv_dicts`` reads it back.
+
+    A column a row lacks is an empty cell; a key the columns lack is a ValueError.
+    """
+    known = set(columns)
     sink = io.StringIO(newline="")
     writer = csv.writer(sink)
     writer.writerow([_cell(c) for c in columns])
     for row in rows:
+        unknown = [key for key in row if key not in known]
+        if unknown:
+            raise ValueError(f"row keys missing from the CSV columns: {', '.join(unknown)}")
         writer.writerow([_cell(row.get(c)) for c in columns])
     return sink.getvalue()
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> None:
     """:func:`csv_text` written atomically (the previous file stays on failure)."""
     atomic_write_text(path, csv_text(columns, rows))
-
-
-def answer_row(record: Record) -> dict[str, Any]:
-    return {**record, **record["scores"]}
 
 
 def dataset_hash(plan: Plan, case: Case) -> str:
@@ -130,11 +121,11 @@ def dataset_hash(plan: Plan, case: Case) -> str:
     return digest.hexdigest()[:16]
 
 
-def _share(pairs: Sequence[tuple[Any, Any]]) -> float | None:
+def _share(pairs: Sequence[tuple[object, object]]) -> float | None:
     return sum(a == b for a, b in pairs) / len(pairs) if pairs else None
 
 
-def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Cell]]:
     """For each model x task served by several backends: share of identical answers.
 
     Compares every pair of cases sample by sample, on the samples both
@@ -143,7 +134,7 @@ def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[Case]] = {}
     for case in plan.cases:
         groups.setdefault((case.model.name, case.task.name), []).append(case)
-    rows = []
+    rows: list[dict[str, Cell]] = []
     for (model, task), cases in groups.items():
         for i, first in enumerate(cases):
             for second in cases[i + 1:]:
@@ -167,7 +158,7 @@ def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, float):
@@ -175,7 +166,7 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _table(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def _table(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
     return lines
@@ -215,7 +206,7 @@ def _skipped_lines(skipped: Sequence[str]) -> list[str]:
     return [*lines, ""]
 
 
-def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, Any]]) -> str:
+def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> str:
     by_case = {c.id: c for c in plan.cases}
     lines = ["# VLMHyperBench report", "",
              f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by "
@@ -226,18 +217,20 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
     if reused:
         lines += [f"Resumed: {reused} of {total} samples reused from the stored results "
                   f"(--vlmhb-resume); {total - reused} answered in this run.", ""]
+    cells = [case_cells(r) for r in rows]
     for task_type in _unique(c.task.type for c in plan.cases):
-        task_rows = [r for r in rows if by_case[r["case_id"]].task.type == task_type]
+        task_rows = [(r, c) for r, c in zip(rows, cells, strict=True)
+                     if by_case[r["case_id"]].task.type == task_type]
         if not task_rows:
             continue
-        metrics = _unique(m for r in task_rows for m in by_case[r["case_id"]].task.metrics)
+        metrics = _unique(m for r, _ in task_rows for m in by_case[r["case_id"]].task.metrics)
         lines += [f"## {task_type}", ""]
         lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
-                         *metrics, *_PERF], task_rows)
+                         *metrics, *_PERF], [c for _, c in task_rows])
         lines.append("")
     lines += _skipped_lines(results.store_skipped)
     lines += _subscore_lines(plan, results)
-    lines += reference_section(plan, rows, _table)
+    lines += reference_section(plan, cells, _table)
     agreement = agreement_rows(plan, results)
     if agreement:
         lines += ["## Backend agreement", "",
@@ -246,7 +239,7 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += _table(["model", "task", "backends", "samples", "text_agreement",
                          "token_id_agreement"], agreement)
         lines.append("")
-    checked = [r for r in rows if r.get("server_generation_tokens") is not None]
+    checked = [r for r in rows if r["server_generation_tokens"] is not None]
     if checked:
         lines += ["## Server cross-check", "",
                   "Completion tokens the client counted (from `usage`) against the "
@@ -254,7 +247,8 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
         lines += _table(["case_id", "client_completion_tokens", "server_generation_tokens",
                          "ttft_p50_ms", "server_ttft_mean_ms", "server_mean_batch",
                          "server_max_running", "status"],
-                        [{**r, "status": token_mismatch(r) or "match"} for r in checked])
+                        [{**case_cells(r), "status": token_mismatch(r) or "match"}
+                         for r in checked])
         lines.append("")
     if plan.baseline is not None:
         figures = [*_unique(m for c in plan.cases for m in c.task.metrics), *LATENCY_COLUMNS,
@@ -289,7 +283,7 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[Mapping[str, A
     return "\n".join(lines)
 
 
-def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[str, Any]]:
+def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[CaseRow]:
     """Write answers.csv, metrics.csv, report.md and benchmark.json; returns the
     metrics rows (for the terminal summary).
 
@@ -298,11 +292,13 @@ def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[st
     """
     output.mkdir(parents=True, exist_ok=True)
     metric_names = _unique(m for c in plan.cases for m in c.task.metrics)
-    answers = [answer_row(r) for _, recs in ordered_records(plan, results) for r in recs]
+    answers = [answer_cells(r, metric_names)
+               for _, recs in ordered_records(plan, results) for r in recs]
     rows = case_rows(plan, results)
     atomic_write_files({
         output / "answers.csv": encode_text(csv_text(answer_columns(metric_names), answers)),
-        output / "metrics.csv": encode_text(csv_text(case_columns(metric_names), rows)),
+        output / "metrics.csv": encode_text(csv_text(case_columns(metric_names),
+                                                     [case_cells(r) for r in rows])),
         output / "report.md": encode_text(redact(render_report(plan, results, rows))),
         output / "benchmark.json": encode_text(
             benchmark_json_text(ordered_records(plan, results))),
@@ -310,7 +306,7 @@ def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[dict[st
     return rows
 
 
-def summary_lines(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def summary_lines(plan: Plan, rows: Sequence[CaseRow]) -> list[str]:
     """A short table for the end of the terminal output."""
     by_case = {c.id: c for c in plan.cases}
     width = max([len(r["case_id"]) for r in rows] + [7])
@@ -318,7 +314,7 @@ def summary_lines(plan: Plan, rows: Sequence[Mapping[str, Any]]) -> list[str]:
            f"{'req/s':>7}"]
     for r in rows:
         first = by_case[r["case_id"]].task.metrics[0]
-        score = f"{first}={_fmt(r.get(first))}"
+        score = f"{first}={_fmt(r['metrics'].get(first))}"
         out.append(f"{r['case_id']:<{width}}  {r['n']:>4} {r['errors']:>4}  {score:<24} "
-                   f"{_fmt(r.get('ttft_p50_ms')):>9} {_fmt(r.get('requests_per_s')):>7}")
+                   f"{_fmt(r['ttft_p50_ms']):>9} {_fmt(r['requests_per_s']):>7}")
     return out

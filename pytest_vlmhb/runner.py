@@ -16,21 +16,21 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 
 from . import registry
 from .backends.base import Backend
 from .cases import Plan
+from .chat_request import request_body
 from .client import Completion, RetryableError, StreamError, stream_chat
 from .config import Case, Settings
 from .envs import Progress
 from .errors import SampleError, ServerError, VlmhbError
-from .images import image_data_url
-from .launchers.base import Launcher, RunningServer
-from .launchers.local import log_tail
-from .records import Record, make_record, rescore
+from .launchers.base import Launcher, RunningServer, log_tail
+from .records import CaseInfo, Record, ServerInfo, StoredRecord, make_record, rescore
+from .servermetrics import ServerWatch, fetch_metrics_text, scrape_metrics
 from .store import ResultStore, case_info_entry, load_store, record_key
 from .tasks.manifest import Sample
 
@@ -94,94 +94,11 @@ class ServerPool:
         return self._server
 
     def stop(self) -> None:
-        if self._server is not None:
-            self.progress(f"stopping server {self._key}")
-            self._server.stop()
-        self._server, self._key = None, None
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {sample name: value}, summed over label sets."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
-    return out
-
-
-def gauge_value(text: str, name: str) -> float | None:
-    """One sample's value, summed over label sets, by a cheap line scan.
-
-    Used while a case runs, where a full parse of vLLM's large /metrics page
-    on the dispatcher's event loop would delay the streams it is timing.
-    """
-    total, seen = 0.0, False
-    for line in text.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
-            total += float(line.rsplit(" ", 1)[1])
-            seen = True
-    return total if seen else None
-
-
-async def fetch_metrics_text(session: aiohttp.ClientSession, url: str) -> str:
-    """The server's /metrics page; "" when it cannot be read."""
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            return await resp.text() if resp.status == 200 else ""
-    except (aiohttp.ClientError, TimeoutError):
-        return ""
-
-
-async def scrape_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """The server's Prometheus samples, parsed by prometheus_client; {} if unreadable."""
-    try:
-        return parse_metrics(await fetch_metrics_text(session, url))
-    except ValueError:
-        return {}
-
-
-@dataclass
-class ServerWatch:
-    """The server's own figures over one case: counters before/after, gauge peaks."""
-
-    names: dict[str, str]
-    before: dict[str, float] = field(default_factory=dict)
-    after: dict[str, float] = field(default_factory=dict)
-    max_running: float | None = None
-
-    def observe(self, metrics_text: str) -> None:
-        running = gauge_value(metrics_text, self.names["running"])
-        if running is not None:
-            self.max_running = max(running, self.max_running or 0.0)
-
-    def delta(self, role: str) -> float | None:
-        name = self.names.get(role)
-        if name is None or name not in self.after:
-            return None
-        return self.after[name] - self.before.get(name, 0.0)
-
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        tokens = self.delta("generation_tokens")
-        if tokens is not None:
-            out["server_generation_tokens"] = tokens
-        ttft_sum, ttft_count = self.delta("ttft_sum"), self.delta("ttft_count")
-        if ttft_sum is not None and ttft_count:
-            out["server_ttft_mean_ms"] = ttft_sum / ttft_count * 1000.0
-        steps = self.delta("steps")
-        if tokens is not None and steps:
-            # Each step gives every running request at most one token (no
-            # speculative decoding), so this mean is a floor for the largest
-            # batch the server ran: unlike the sampled gauge, it misses nothing.
-            out["server_mean_batch"] = tokens / steps
-        if self.max_running is not None:
-            out["server_max_running"] = self.max_running
-        peak = self.after.get(self.names.get("peak_memory_bytes", ""))
-        if peak:
-            out["peak_memory_bytes"] = peak
-        return out
+        server, key = self._server, self._key
+        self._server, self._key = None, None  # forgotten even if stopping fails
+        if server is not None:
+            self.progress(f"stopping server {key}")
+            server.stop()
 
 
 #: Images up to this size are encoded on the event loop (well under a millisecond);
@@ -215,7 +132,7 @@ class CaseRun:
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
-    done: concurrent.futures.Future[dict[str, Any]] | None = None
+    done: concurrent.futures.Future[CaseInfo] | None = None
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
     _restart_lock: asyncio.Lock | None = None
@@ -224,25 +141,10 @@ class CaseRun:
         self.futures = {s.id: concurrent.futures.Future() for s in self.samples}
         self.done = loop.submit(self._dispatch_all())
 
-    def body(self, sample: Sample) -> dict[str, Any]:
-        if sample.error:
-            raise SampleError(sample.error)
-        return {
-            "model": self.server.served_name,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": image_data_url(sample.image)}},
-                {"type": "text", "text": sample.prompt},
-            ]}],
-            "max_tokens": self.case.max_tokens,
-            "temperature": self.case.temperature,
-            **self.backend.request_extras(),
-            **self.case.request_params,
-        }
-
     def _death(self, server: RunningServer | None = None) -> ServerError | None:
         """A ServerError with exit code and log tail if the server has died."""
         server = server or self.server
-        code = server.exit_code()
+        code = server.exit_code() if server.exit_code is not None else None
         if code is None:
             return None
         tail = log_tail(server.log_path) if server.log_path else "(no log)"
@@ -250,7 +152,10 @@ class CaseRun:
                            f"log {server.log_path}:\n{tail}")
 
     async def _death_within(self, server: RunningServer, seconds: float) -> ServerError | None:
-        """After a failed request: give a dying server a moment to be reaped."""
+        """After a failed request: give a dying server a moment to be reaped (no wait
+        for a server without a process to check, such as an external endpoint)."""
+        if server.exit_code is None:
+            return None
         for _ in range(max(1, int(seconds / 0.05))):
             dead = self._death(server)
             if dead is not None:
@@ -279,8 +184,9 @@ class CaseRun:
         """One sample's request, retried on connection errors, 429 and 503."""
         if sample.error:
             raise SampleError(sample.error)
-        body = (self.body(sample) if _small_file(sample.image)
-                else await asyncio.to_thread(self.body, sample))  # keep the loop responsive
+        build = (self.case, sample, server.served_name, self.backend)
+        body = (request_body(*build) if _small_file(sample.image)
+                else await asyncio.to_thread(request_body, *build))  # keep the loop responsive
         # A plain loop, not a retry library: profiled on this hot path, tenacity's
         # per-attempt bookkeeping cost half as much CPU as the streaming request itself.
         for attempt in range(self.case.max_retries + 1):
@@ -306,26 +212,26 @@ class CaseRun:
     async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
                    sample: Sample) -> None:
         future = self.futures[sample.id]
-        async with sem:
-            while True:
-                server = self.server
-                try:
+        while True:
+            server = self.server
+            try:
+                async with sem:  # not held while a failed server is checked below
                     dead = self._death(server)
                     if dead is not None:  # fail the rest of the case at once
                         raise dead
                     completion = await self._send(session, sample, server)
-                except ServerError as exc:
-                    dead = self._death(server) or await self._death_within(server, 0.5)
-                    if dead is not None and await self._replace(server):
-                        continue  # the same sample again, on the fresh server
-                    future.set_exception(dead or exc)
-                except VlmhbError as exc:
-                    future.set_exception(exc)
-                except Exception as exc:  # an unexpected bug must not hang the item
-                    future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
-                else:
-                    future.set_result(completion)
-                return
+            except ServerError as exc:
+                dead = self._death(server) or await self._death_within(server, 0.5)
+                if dead is not None and await self._replace(server):
+                    continue  # the same sample again, on the fresh server
+                future.set_exception(dead or exc)
+            except VlmhbError as exc:
+                future.set_exception(exc)
+            except Exception as exc:  # an unexpected bug must not hang the item
+                future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
+            else:
+                future.set_result(completion)
+            return
 
     def _metrics_url(self) -> str | None:
         path = self.backend.metrics_path
@@ -341,7 +247,7 @@ class CaseRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.case.gauge_poll_s)
 
-    async def _dispatch_all(self) -> dict[str, Any]:
+    async def _dispatch_all(self) -> CaseInfo:
         self._restart_lock = asyncio.Lock()
         sem = asyncio.Semaphore(self.case.concurrency)
         connector = aiohttp.TCPConnector(limit=0)
@@ -367,16 +273,17 @@ class CaseRun:
             for future in self.futures.values():
                 if not future.done():
                     future.set_exception(ServerError("dispatcher stopped"))
-        return {**watch.summary(), **self.server.take_peaks(),
-                "server_restarts": self.restarts}
+        # The launchers name their peaks as CaseInfo does (*_peak_memory_bytes).
+        peaks = cast(CaseInfo, self.server.take_peaks())
+        return {**watch.summary(), **peaks, "server_restarts": self.restarts}
 
     def wait(self, sample_id: str) -> Completion:
         return self.futures[sample_id].result()
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> CaseInfo:
         """Wait for the dispatcher; the case info with the server's own figures."""
-        figures = self.done.result() if self.done is not None else {}
-        return {"server": self.server.provenance, **figures}
+        figures: CaseInfo = self.done.result() if self.done is not None else {}
+        return {"server": cast(ServerInfo, self.server.provenance), **figures}
 
 
 class Runtime:
@@ -392,9 +299,9 @@ class Runtime:
         self.runs: dict[str, CaseRun] = {}
         self.pending: dict[str, set[str]] = {}
         self.records: dict[str, list[Record]] = {}
-        self.case_info: dict[str, dict[str, Any]] = {}
+        self.case_info: dict[str, CaseInfo] = {}
         self.store = ResultStore(settings.output, worker_id)
-        self.reusable: dict[str, Record] = {}
+        self.reusable: dict[str, StoredRecord] = {}
         if settings.resume:
             stored = load_store(settings.output)
             for skipped in stored.skipped:
@@ -420,7 +327,7 @@ class Runtime:
 
     def run_sample(self, case_id: str, sample_id: str,
                    scheduled: Callable[[], Sequence[str]]
-                   ) -> tuple[Record, dict[str, Any] | None]:
+                   ) -> tuple[Record, CaseInfo | None]:
         """Answer, score and store one sample.
 
         Returns its record (``error`` set when it could not be answered) and,
@@ -433,9 +340,9 @@ class Runtime:
         key = record_key(case, sample)
         stored = self.reusable.get(key)
         if stored is not None:
-            record = rescore(case, sample, stored)
-            self.records.setdefault(case_id, []).append(record)
-            return record, None
+            reused = rescore(case, sample, stored)
+            self.records.setdefault(case_id, []).append(reused)
+            return reused, None
         completion: Completion | None = None
         error: str | None = None
         run: CaseRun | None = None
@@ -446,9 +353,10 @@ class Runtime:
             error, completion = str(exc), exc.partial  # keep what had arrived
         except (SampleError, ServerError) as exc:
             error = str(exc)
-        record = make_record(case, sample, completion, error,
-                             retries=run.retries.get(sample_id, 0) if run else 0)
-        record["key"] = key
+        record: StoredRecord = {
+            **make_record(case, sample, completion, error,
+                          retries=run.retries.get(sample_id, 0) if run else 0),
+            "key": key}
         self._store(record)
         info = None
         remaining = self.pending.get(case_id)
@@ -460,7 +368,7 @@ class Runtime:
                 self.store.append(case_info_entry(case_id, info))
         return record, info
 
-    def _store(self, record: Record) -> None:
+    def _store(self, record: StoredRecord) -> None:
         self.records.setdefault(record["case_id"], []).append(record)
         self.store.append(record)  # flushed at once: a killed run keeps what it scored
 

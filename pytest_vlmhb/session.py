@@ -8,11 +8,11 @@ written atomically, and a rebuild's exit status follows its gates.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from .cases import Plan, load_plan
+from .columns import CaseRow
 from .errors import ConfigError
 from .outputdir import OutputLock, check_writable
 from .redact import register_env
@@ -62,7 +62,7 @@ def _gates_status(results: RunResults) -> int:
 
 
 def finish_outputs(settings: Settings, plan: Plan, results: RunResults
-                   ) -> tuple[list[dict[str, Any]], list[str], int | None]:
+                   ) -> tuple[list[CaseRow], list[str], int | None]:
     """Write the outputs; (metrics rows, notes for the terminal, exit status to set).
 
     The exit status is None for a normal run (pytest's own outcome stands);
@@ -76,7 +76,7 @@ def finish_outputs(settings: Settings, plan: Plan, results: RunResults
         results, skipped = results_from_store(plan, settings.output)
         notes += [f"results store: skipped {line}" for line in skipped]
         status = _gates_status(results)
-    rows: list[dict[str, Any]] = []
+    rows: list[CaseRow] = []
     if results.records:
         try:
             rows = write_outputs(settings.output, plan, results)

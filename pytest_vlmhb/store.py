@@ -5,9 +5,10 @@ item finishes, so a crashed or interrupted run keeps all it scored. A run
 without ``--vlmhb-resume`` moves the previous store aside under a timestamped
 name; with it, stored answers whose key still matches are reused.
 
-Loading validates every line against the shape :func:`records.make_record`
-writes; a line that is torn, not JSON, or of the wrong shape is skipped and
-reported as ``file:line (why)``, never raised.
+Loading validates every line against :class:`records.StoredRecord` (the
+record :func:`records.make_record` builds, and its key) or :class:`CaseLine`;
+a line that is torn, not JSON, or of the wrong shape is skipped and reported
+as ``file:line (why)``, never raised.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Final, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from .config import Case
 from .outputdir import STORE_DIR, OutputError, describe_os_error
-from .records import Record
+from .records import CaseInfo, StoredRecord
 from .redact import redact
 from .tasks.manifest import Sample
 
-__all__ = ["STORE_DIR", "ResultStore", "StoreContents", "StoredRecord", "case_info_entry",
-           "load_case_info", "load_records", "load_store", "record_key", "set_aside"]
+__all__ = ["STORE_DIR", "CaseLine", "ResultStore", "StoreContents", "StoredRecord",
+           "case_info_entry", "load_case_info", "load_records", "load_store", "record_key",
+           "set_aside"]
 
 
 def record_key(case: Case, sample: Sample) -> str:
@@ -58,84 +61,34 @@ def set_aside(output: Path) -> Path | None:
     return target
 
 
-def case_info_entry(case_id: str, info: dict[str, Any]) -> dict[str, Any]:
-    """A store line holding a finished case's server figures (no ``key``)."""
+@with_config(ConfigDict(strict=True, extra="allow"))
+class CaseLine(TypedDict):
+    """A store line holding a finished case's server figures (it has no ``key``)."""
+
+    case_id: Annotated[str, Field(min_length=1)]
+    case_info: CaseInfo
+
+
+def case_info_entry(case_id: str, info: CaseInfo) -> CaseLine:
+    """The store line of a finished case's server figures."""
     return {"case_info": info, "case_id": case_id}
 
 
-_STRICT = ConfigDict(strict=True, extra="allow")
-_Count = Annotated[int, Field(ge=0)]
-_Time = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class StoredRecord(BaseModel):
-    """The shape of a sample line (what ``make_record`` writes, plus ``key``)."""
-
-    model_config = _STRICT
-    key: Annotated[str, Field(min_length=1)]
-    case_id: str
-    sample_id: str
-    answer: str | None
-    error: str | None
-    scores: dict[str, float | None]
-    stats: dict[str, dict[str, float]]
-    ttft_ms: _Time | None
-    tpot_ms: _Time | None
-    e2e_ms: _Time | None
-    completion_tokens: _Count | None
-    sent_at: _Time | None
-    finished_at: _Time | None
-    token_ids: list[int] | None
-    model: str = ""
-    task: str = ""
-    backend: str = ""
-    launcher: str = ""
-    category: str | None = None
-    prompt: str | None = None
-    reference: dict[str, Any] = Field(default_factory=dict)
-    itl_ms: list[_Time | None] = Field(default_factory=list)
-    prompt_tokens: _Count | None = None
-    finish_reason: str | None = None
-    retries: _Count = 0
-
-
-class StoredServer(BaseModel):
-    model_config = _STRICT
-    packages: dict[str, Any] = Field(default_factory=dict)
-
-
-class StoredCaseInfo(BaseModel):
-    """The shape of a case's server figures, as the reports read them."""
-
-    model_config = _STRICT
-    server: StoredServer = Field(default_factory=StoredServer)
-    server_restarts: _Count | None = None
-    server_generation_tokens: float | None = None
-    server_ttft_mean_ms: float | None = None
-    server_mean_batch: float | None = None
-    server_max_running: float | None = None
-    peak_memory_bytes: float | None = None
-    container_peak_memory_bytes: float | None = None
-    gpu_peak_memory_bytes: float | None = None
-
-
-class StoredCaseLine(BaseModel):
-    model_config = _STRICT
-    case_id: Annotated[str, Field(min_length=1)]
-    case_info: StoredCaseInfo
-
-
-#: Fields a record may lack in the store (older versions), with the value it reads as.
-_RECORD_DEFAULTS = {name: info.get_default(call_default_factory=True)
-                    for name, info in StoredRecord.model_fields.items() if not info.is_required()}
+_RECORD: Final = TypeAdapter(StoredRecord)
+_CASE_LINE: Final = TypeAdapter(CaseLine)
+#: Record fields the stores of earlier versions may lack, with the value each reads as.
+OLDER_RECORD_DEFAULTS: Final[dict[str, object]] = {
+    "model": "", "task": "", "backend": "", "launcher": "", "category": None, "prompt": None,
+    "reference": {}, "itl_ms": [], "prompt_tokens": None, "finish_reason": None, "retries": 0,
+}
 
 
 @dataclass
 class StoreContents:
     """The valid lines of a results store, and the lines skipped as ``file:line (why)``."""
 
-    records: dict[str, Record] = field(default_factory=dict)
-    case_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records: dict[str, StoredRecord] = field(default_factory=dict)
+    case_info: dict[str, CaseInfo] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -146,17 +99,19 @@ def _why(exc: ValidationError) -> str:
     return "wrong shape: " + "; ".join(parts) + more
 
 
-def _take(contents: StoreContents, entry: Any) -> str | None:
+def _take(contents: StoreContents, entry: object) -> str | None:
     """Add one parsed line to ``contents``; why it was skipped, or None."""
     if not isinstance(entry, dict):
         return f"not a JSON object but {type(entry).__name__}"
     try:
         if "case_info" in entry:
-            StoredCaseLine.model_validate(entry)
-            contents.case_info[entry["case_id"]] = entry["case_info"]
+            line = _CASE_LINE.validate_python(entry)
+            contents.case_info[line["case_id"]] = entry["case_info"]
         elif "key" in entry:
-            StoredRecord.model_validate(entry)
-            contents.records[entry["key"]] = {**_RECORD_DEFAULTS, **entry}
+            # Validated as it is; kept as read (the validated copy has 1.0 for 1).
+            record = {**OLDER_RECORD_DEFAULTS, **entry}
+            _RECORD.validate_python(record)
+            contents.records[entry["key"]] = cast(StoredRecord, record)
         else:
             return "neither a sample record (no 'key') nor case figures (no 'case_info')"
     except ValidationError as exc:
@@ -198,12 +153,12 @@ def load_store(output: Path) -> StoreContents:
     return contents
 
 
-def load_case_info(output: Path) -> dict[str, dict[str, Any]]:
+def load_case_info(output: Path) -> dict[str, CaseInfo]:
     """Stored case figures by case id (the last one wins); bad lines are skipped."""
     return load_store(output).case_info
 
 
-def load_records(output: Path) -> dict[str, Record]:
+def load_records(output: Path) -> dict[str, StoredRecord]:
     """Stored records by key (the last one wins); bad lines are skipped."""
     return load_store(output).records
 
@@ -217,7 +172,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _line(entry: dict[str, Any]) -> bytes:
+def _line(entry: StoredRecord | CaseLine) -> bytes:
     """One JSONL line with secrets masked; non-ASCII escaped only when not UTF-8 encodable."""
     text = redact(json.dumps(entry, ensure_ascii=False))
     try:
@@ -251,7 +206,7 @@ class ResultStore:
             raise
         return fd
 
-    def append(self, entry: dict[str, Any]) -> None:
+    def append(self, entry: StoredRecord | CaseLine) -> None:
         """Write one line; ``OutputError`` when it cannot (the store stays loadable)."""
         line = _line(entry)
         try:

@@ -10,6 +10,11 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 
+from ..backends.base import Backend
+from ..config import ModelSpec, Settings
+from ..envs import Progress
+from .base import AUTO, Launcher, RunningServer, load_launcher
+
 DOCKER = "docker"
 LOCAL = "local"
 
@@ -44,3 +49,20 @@ def resolve() -> AutoChoice:
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         print(f"[vlmhb] {choice.line}", file=sys.stderr, flush=True)
     return choice
+
+
+class AutoLauncher(Launcher):
+    """Picks docker or local while the config loads; cases carry the launcher picked."""
+
+    name = AUTO
+
+    @classmethod
+    def resolve(cls, model: ModelSpec) -> str:
+        """docker when a daemon answers, else local (the same for every model)."""
+        return resolve().launcher  # the module's cached choice
+
+    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
+              progress: Progress) -> RunningServer:
+        """Starts the server with the launcher picked (for direct use)."""
+        launcher = load_launcher(self.resolve(model))()
+        return launcher.start(backend, model, settings, progress)

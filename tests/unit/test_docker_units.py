@@ -1,16 +1,19 @@
 """The docker launcher's pure parts: image specs and tags, context staging, GPU
-requests, peak tracking, owner liveness, the auto choice, the gpus column."""
+requests, peak tracking, owner liveness, the auto choice, the gpus column, container
+removal and the startup wait on a fake container."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_vlmhb.config import ModelRow
 from pytest_vlmhb.errors import ConfigError, ServerError
+from pytest_vlmhb.launchers import docker as docker_launcher
 from pytest_vlmhb.launchers import docker_images as images
 from pytest_vlmhb.launchers.auto import choose
 from pytest_vlmhb.launchers.docker import device_requests
@@ -75,6 +78,29 @@ def test_tag_changes_only_when_an_input_changes(tmp_path: Path,
     (spec.folder / "Dockerfile").write_text("FROM scratch\nRUN true\n")
     changed.append(images.BuildPlan(spec, ("a==1",), inputs).tag)
     assert len({tag, *changed}) == 1 + len(changed)
+
+
+def test_tag_is_computed_once_per_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    api_calls: list[str] = []
+    digests: list[str] = []
+    real_digest = images.BuildPlan.digest
+
+    def image_id(tag: str) -> str:
+        api_calls.append(tag)
+        return "sha256:base"
+
+    def digest(plan: images.BuildPlan) -> str:
+        digests.append(real_digest(plan))
+        return digests[-1]
+
+    monkeypatch.setattr(images, "image_id", image_id)
+    monkeypatch.setattr(images.BuildPlan, "digest", digest)
+    plan = images.BuildPlan(_spec(tmp_path), ("a==1",), images.BuildInputs("base:1"))
+    tags = {plan.tag for _ in range(5)}
+    assert len(tags) == 1 and len(digests) == 1 and api_calls == ["base:1"]
+    (plan.spec.folder / "Dockerfile").write_text("FROM scratch\nRUN true\n")
+    assert plan.tag in tags  # a plan keeps its first answer; a new plan sees the change
+    assert images.BuildPlan(plan.spec, plan.requirements, plan.inputs).tag not in tags
 
 
 def test_stage_context_lays_out_every_input(tmp_path: Path) -> None:
@@ -183,3 +209,85 @@ def test_bad_image_toml_names_its_file(tmp_path: Path) -> None:
         '[[image]]\nname = "x"\nbackend = "hf"\ncolour = 1\n')
     with pytest.raises(ConfigError, match=r"x/image.toml: bad \[\[image\]\] entry"):
         images.load_specs(tmp_path)
+
+
+class _Wrapped:
+    """A docker SDK container whose ``remove`` raises ``error`` (if any)."""
+
+    short_id = "abc123"
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.removed = error, False
+
+    def remove(self, force: bool) -> None:
+        if self.error is not None:
+            raise self.error
+        self.removed = force
+
+
+class _Container:
+    def __init__(self, wrapped: _Wrapped | None) -> None:
+        self.wrapped = wrapped
+
+    def get_wrapped_container(self) -> _Wrapped:
+        from testcontainers.core.exceptions import ContainerStartException
+
+        if self.wrapped is None:
+            raise ContainerStartException("Container is not started")
+        return self.wrapped
+
+
+def test_removal_ignores_only_never_created_and_already_gone(tmp_path: Path) -> None:
+    import docker.errors
+
+    remove: Any = docker_launcher._remove
+    remove(_Container(None))  # never created: nothing to remove
+    remove(_Container(_Wrapped(docker.errors.NotFound("gone"))))
+    done = _Wrapped()
+    remove(_Container(done))
+    assert done.removed
+    with pytest.raises(ServerError, match=r"could not remove container abc123: .*boom.*"
+                                          r"watchdog removes it"):
+        remove(_Container(_Wrapped(docker.errors.APIError("boom"))))
+    with pytest.raises(RuntimeError, match="bug"):  # not a Docker error: not swallowed
+        remove(_Container(_Wrapped(RuntimeError("bug"))))
+    # teardown still stops the samplers and redacts the log when removal fails
+    log = tmp_path / "log"
+    log.write_text("x\n")
+    stopped: list[bool] = []
+    gpu: Any = type("Gpu", (), {"stop": lambda self: stopped.append(True)})()
+    stop = docker_launcher._teardown(
+        _Container(_Wrapped(docker.errors.APIError("boom"))), None, log, gpu)  # type: ignore[arg-type]
+    with pytest.raises(ServerError):
+        stop()
+    assert stopped == [True]
+
+
+class _Target:
+    """A WaitStrategyTarget whose container exits after ``polls`` reloads."""
+
+    def __init__(self, polls: int, code: int | None) -> None:
+        self.polls, self.code, self.status = polls, code, "running"
+
+    def reload(self) -> None:
+        self.polls -= 1
+        if self.polls <= 0:
+            self.status = "exited"
+
+    def get_wrapped_container(self) -> Any:
+        return type("W", (), {"attrs": {"State": {"ExitCode": 137}}})()
+
+
+def test_server_ready_fails_with_the_containers_exit_code_and_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("loading\nKilled\n")
+    follower: Any = type("F", (), {"path": log, "join": lambda self, t: None,
+                                   "exit_code": lambda self: None})()
+    ready = docker_launcher.ServerReady("http://127.0.0.1:9/health", follower, "hf server",
+                                        lambda _: None, 60).with_poll_interval(0.005)
+    with pytest.raises(ServerError, match=r"(?s)hf server exited with code 137 during "
+                                          r"startup; log .*server.log:\nloading\nKilled$"):
+        ready.wait_until_ready(_Target(3, None))  # type: ignore[arg-type]
+    follower.exit_code = lambda: 2  # the log follower's code wins when it has one
+    with pytest.raises(ServerError, match="exited with code 2"):
+        ready.wait_until_ready(_Target(1, None))  # type: ignore[arg-type]

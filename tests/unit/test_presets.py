@@ -183,13 +183,13 @@ def test_image_that_fails_to_decode_fails_only_its_sample(tmp_path: Path) -> Non
 
 def test_image_error_reaches_the_runner_as_a_sample_error(tmp_path: Path) -> None:
     """The request builder raises a SampleError that keeps the row."""
+    from pytest_vlmhb.chat_request import request_body
     from pytest_vlmhb.errors import SampleError
-    from pytest_vlmhb.runner import CaseRun
 
     pq.docvqa(tmp_path / "copy", DOCVQA_ROWS[:1], images=[b"\x89PNG\r\n\x1a\nbroken"])
     (sample,) = load("parquet:copy", "docvqa", tmp_path, tmp_path / "c", preset="docvqa_val")
     with pytest.raises(SampleError, match=r"split 'validation', row 0: image does not decode"):
-        CaseRun.body(None, sample)  # type: ignore[arg-type]  # fails before touching self
+        request_body(None, sample, "m", None)  # type: ignore[arg-type]  # fails before both
 
 
 def test_offline_hub_dataset_not_in_cache_is_a_clear_error(

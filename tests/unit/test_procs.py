@@ -17,7 +17,7 @@ from pytest_vlmhb.backends.vllm import (
     VLLMBackend,
 )
 from pytest_vlmhb.procs import cpus_of, descendants, lower_priority, pin, process_name
-from pytest_vlmhb.runner import ServerWatch
+from pytest_vlmhb.servermetrics import ServerWatch
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
 

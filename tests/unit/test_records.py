@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from pytest_vlmhb.client import Completion
 from pytest_vlmhb.config import Case, ModelSpec, TaskSpec
-from pytest_vlmhb.records import gate_failure, make_record, percentile, summarize_case
+from pytest_vlmhb.gates import gate_failure
+from pytest_vlmhb.records import Record, make_record, percentile, summarize_case
 from pytest_vlmhb.tasks.manifest import Sample
 
 
@@ -58,7 +59,7 @@ def test_summary_pools_cer_and_counts_errors_as_worst() -> None:
     assert records[2]["scores"]["cer"] == 1.0 and records[2]["answer"] is None
     row = summarize_case(case, records, {"peak_memory_bytes": 3 * 2**20})
     assert row["n"] == 3 and row["errors"] == 1
-    assert row["cer"] == pytest.approx((1 + 6 + 3) / (4 + 8 + 3), abs=1e-4)
+    assert row["metrics"]["cer"] == pytest.approx((1 + 6 + 3) / (4 + 8 + 3), abs=1e-4)
     assert row["ttft_p50_ms"] == pytest.approx(150.0)
     assert row["tpot_mean_ms"] == pytest.approx(100.0)
     assert row["requests_per_s"] == pytest.approx(2 / 1.0)
@@ -73,13 +74,13 @@ def test_summary_pools_cer_and_counts_errors_as_worst() -> None:
     ({"errors": 0}, "errors", "max", 0, None),
     ({"anls": None}, "anls", "min", 0.0, "anls could not be computed for this case (min_anls 0)"),
 ])
-def test_gate_failure_messages(row: dict[str, object], column: str, bound: str, limit: float,
-                               expected: str | None) -> None:
+def test_gate_failure_messages(row: dict[str, float | None], column: str, bound: str,
+                               limit: float, expected: str | None) -> None:
     assert gate_failure(row, column, bound, limit) == expected
 
 
 def _timed(sid: str, sent: float | None, finished: float | None, tokens: int = 10,
-           error: str | None = None) -> dict[str, object]:
+           error: str | None = None) -> Record:
     done = Completion(text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=tokens,
                       sent_at=sent or 0.0, finished_at=finished or 0.0)
     return make_record(_case(("cer",)), _sample(sid, "x"), None if error else done, error)
