@@ -12,13 +12,12 @@ import shlex
 from pathlib import Path
 
 from . import registry
-from .backends.base import Backend, ServeRequest
+from .backends.base import Backend
 from .cases import Plan
 from .config import Case, ModelSpec
+from .launchers.base import load_launcher
 from .models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir
 from .settings import Settings
-
-PORT_PLACEHOLDER = 0  # the real port is chosen when the server starts
 
 
 def planned_model_path(model: ModelSpec, cache: Path) -> str:
@@ -37,17 +36,14 @@ def server_argv(case: Case, settings: Settings) -> str:
     if case.model.endpoint:
         return f"(external endpoint {case.model.endpoint})"
     backend: Backend = registry.load(registry.BACKENDS, case.backend)()
-    request = ServeRequest(
-        python=f"<{case.backend} {case.launcher} python>",
-        model=planned_model_path(case.model, settings.cache),
-        served_name=case.model.served_name, host="127.0.0.1", port=PORT_PLACEHOLDER,
-        server_args=case.model.server_args)
+    request = load_launcher(case.launcher).planned_request(
+        case.model, planned_model_path(case.model, settings.cache))
     try:
         argv = backend.command(request)
     except NotImplementedError as exc:
         return f"({exc})"
-    return " ".join(shlex.quote(word) for word in argv).replace(
-        f"--port {PORT_PLACEHOLDER}", "--port <port>")
+    line = " ".join(shlex.quote(word) for word in argv)
+    return line.replace("--port 0", "--port <port>") if request.port == 0 else line
 
 
 def plan_lines(plan: Plan, settings: Settings) -> list[str]:

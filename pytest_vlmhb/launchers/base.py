@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .. import registry
-from ..backends.base import Backend
+from ..backends.base import Backend, ServeRequest
 from ..config import ModelSpec, Settings
 from ..envs import Progress
 from ..errors import ServerError
@@ -159,6 +159,14 @@ class Launcher:
         """The launcher that runs ``model``: this one, unless it only picks another
         (``auto``); the one picked must be available."""
         return cls.name
+
+    @classmethod
+    def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
+        """What :meth:`start` would ask the backend to serve, for the plan that
+        ``--collect-only`` prints (the python and the port are placeholders)."""
+        return ServeRequest(python=f"<{cls.name} python>", model=model_path,
+                            served_name=model.served_name, host=HOST, port=0,
+                            server_args=model.server_args)
 
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:

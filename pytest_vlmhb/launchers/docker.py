@@ -202,6 +202,14 @@ class DockerLauncher(Launcher):
         ok, why = daemon.daemon_status()
         return None if ok else f"launcher 'docker': {why}; {daemon.START_HINT}"
 
+    @classmethod
+    def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
+        """As in the container: the model folder mounted, all interfaces, fixed port."""
+        return ServeRequest(
+            python="<image python>", model=MODEL_MOUNT if Path(model_path).is_absolute()
+            else model_path, served_name=model.served_name, host="0.0.0.0", port=PORT,
+            server_args=model.server_args, gpu=bool(model.gpus))
+
     def start(self, backend: Backend, model: ModelSpec, settings: Settings,
               progress: Progress) -> RunningServer:
         problem = self.check_available()

@@ -36,7 +36,7 @@ def test_collect_only_prints_the_plan_and_builds_nothing(pytester: pytest.Pytest
     result.stdout.fnmatch_lines([
         "vlmhb plan: 3 cases, 9 samples, 2 server groups*",
         "server tiny@hf@local",
-        "  argv: '<hf local python>' -m pytest_vlmhb.server --model "
+        "  argv: '<local python>' -m pytest_vlmhb.server --model "
         f"{cache}/models/tiny-idefics3-* --served-model-name tiny --host 127.0.0.1 "
         "--port <port> --max-new 4",
         "  case a: task vqa (docvqa), 3 samples, concurrency 2, max_tokens 32, gates: min_anls",
