@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,9 @@ class Plan:
     cases: tuple[Case, ...]
     samples: dict[str, list[Sample]]
     baseline: dict[str, dict[str, float]] | None = None
+    #: models.csv's models (users' own tests name them) and where it is.
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    models_file: Path | None = None
 
     @cached_property
     def _cases_by_id(self) -> dict[str, Case]:
@@ -191,8 +194,19 @@ def _launcher(row: CaseRow, model: ModelSpec, path: Path, line: int) -> str:
     return launcher.resolve(model)
 
 
+def models_path(settings: Settings) -> Path | None:
+    """models.csv: ``--vlmhb-models``, else next to the config (None without either)."""
+    if settings.models is not None:
+        return settings.models
+    return settings.config.parent / "models.csv" if settings.config is not None else None
+
+
 def load_cases(settings: Settings) -> list[Case]:
     """Validate user_config.csv and resolve its models, tasks and backends."""
+    return _cases_and_models(settings)[0]
+
+
+def _cases_and_models(settings: Settings) -> tuple[list[Case], dict[str, ModelSpec]]:
     path = settings.config
     assert path is not None
     rows = _read_table(path, CaseRow, ("model", "task", "backend"), _is_threshold)
@@ -238,7 +252,7 @@ def load_cases(settings: Settings) -> list[Case]:
             thresholds=_thresholds(raw, task.metrics, path, line),
             source_file=path, source_line=line,
         ))
-    return cases
+    return cases, models
 
 
 def _min_limit(*limits: int | None) -> int | None:
@@ -247,8 +261,16 @@ def _min_limit(*limits: int | None) -> int | None:
 
 
 def load_plan(settings: Settings) -> Plan:
-    """Cases plus their samples; every config error surfaces here, before any server."""
-    cases = load_cases(settings)
+    """Cases plus their samples; every config error surfaces here, before any server.
+
+    Without a config (only ``--vlmhb-models``, for users' own tests) the plan has
+    no cases, only the models."""
+    models_file = models_path(settings)
+    if settings.config is None:
+        assert models_file is not None
+        return Plan(cases=(), samples={}, models=load_models(models_file),
+                    models_file=models_file)
+    cases, models = _cases_and_models(settings)
     baseline = read_baseline(settings.baseline) if settings.baseline else None
     if baseline is not None:
         cases = [case.model_copy(update={"thresholds": case.thresholds + baseline_gates(
@@ -263,4 +285,5 @@ def load_plan(settings: Settings) -> Plan:
                                     preset=task.preset)
         loaded = load_manifest(manifest, task_type, task.prompt)
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
-    return Plan(cases=tuple(cases), samples=samples, baseline=baseline)
+    return Plan(cases=tuple(cases), samples=samples, baseline=baseline, models=models,
+                models_file=models_file)

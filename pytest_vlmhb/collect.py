@@ -61,6 +61,19 @@ def _param(item: pytest.Item) -> SampleParam | GateParam | None:
     return value if isinstance(value, (SampleParam, GateParam)) else None
 
 
+#: The case id of a user test marked ``vlmhb_model`` (set at collection).
+USER_CASE = pytest.StashKey[str]()
+
+
+def _case_and_kind(item: pytest.Item) -> tuple[str, int] | None:
+    """(case id, 0 sample / 1 user test / 2 gate) of a vlmhb item; None for others."""
+    param = _param(item)
+    if param is not None:
+        return param.case_id, 2 if isinstance(param, GateParam) else 0
+    case_id = item.stash.get(USER_CASE, None)
+    return (case_id, 1) if case_id is not None else None
+
+
 def split_unparametrized(items: Sequence[pytest.Item]
                          ) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """(items to keep, vlmhb tests that got an empty parameter set)."""
@@ -73,7 +86,7 @@ def split_unparametrized(items: Sequence[pytest.Item]
 
 
 def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
-    """Group vlmhb items by server, then case, samples before gates.
+    """Group vlmhb items by server, then case, samples (and user tests) before gates.
 
     Other items keep their places; vlmhb items are sorted within the slots
     they occupied, so each server starts once per process.
@@ -85,13 +98,12 @@ def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
 
     def key(pair: tuple[int, pytest.Item]) -> tuple[int, int, int, int]:
         position, item = pair
-        param = _param(item)
-        assert param is not None
-        case = case_by_id[param.case_id]
-        return (server_rank[case.server_key], case.index,
-                int(isinstance(param, GateParam)), position)
+        found = _case_and_kind(item)
+        assert found is not None
+        case = case_by_id[found[0]]
+        return (server_rank[case.server_key], case.index, found[1], position)
 
-    ours = [(i, item) for i, item in enumerate(items) if _param(item) is not None]
+    ours = [(i, item) for i, item in enumerate(items) if _case_and_kind(item) is not None]
     slots = [i for i, _ in ours]
     out = list(items)
     for slot, (_, item) in zip(slots, sorted(ours, key=key), strict=True):
@@ -101,8 +113,8 @@ def ordered(items: Sequence[pytest.Item], plan: Plan) -> list[pytest.Item]:
 
 def server_key_of(item: pytest.Item | None, plan: Plan) -> str | None:
     """The server a vlmhb item needs (None for other items or no item)."""
-    param = _param(item) if item is not None else None
-    return plan.case(param.case_id).server_key if param is not None else None
+    found = _case_and_kind(item) if item is not None else None
+    return plan.case(found[0]).server_key if found is not None else None
 
 
 def scheduled_samples(item: pytest.Item, case_id: str) -> list[str]:

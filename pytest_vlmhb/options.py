@@ -125,8 +125,10 @@ def _user_cache(config: pytest.Config) -> str:
 
 
 def is_active(config: pytest.Config) -> bool:
-    """Whether a config was given (CLI or ini): the plugin does nothing otherwise."""
-    return bool(config.getoption("vlmhb_config") or config.getini("vlmhb_config"))
+    """Whether a config or a models.csv was given (CLI or ini): the plugin does nothing
+    otherwise (a models.csv alone serves users' own ``vlmhb_model`` tests)."""
+    return any(config.getoption(dest) or config.getini(dest)
+               for dest in ("vlmhb_config", "vlmhb_models"))
 
 
 def settings_from(config: pytest.Config) -> Settings:

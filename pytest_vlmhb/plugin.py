@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .records import CaseInfo, Record
     from .report import RunResults
     from .runner import Runtime
+    from .usertests import Chat
 
 SETTINGS = pytest.StashKey[Settings]()
 PLAN: pytest.StashKey[Plan] = pytest.StashKey()
@@ -103,9 +104,11 @@ def _use_loadgroup(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): vlmhb groups items by server")
+    config.addinivalue_line("markers", "vlmhb_model(name, backend='hf', launcher=None): "
+                                       "serve a models.csv model to this test's vlmhb_chat")
     settings = settings_from(config)
     config.stash[SETTINGS] = settings
-    if settings.config is None:
+    if settings.config is None and settings.models is None:
         return
     from .errors import ConfigError
     from .session import prepare
@@ -144,11 +147,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     collect.parametrize(metafunc, metafunc.config.stash.get(PLAN, None))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     plan = config.stash.get(PLAN, None)
     if plan is None:
+        if any(item.get_closest_marker("vlmhb_model") for item in items):
+            raise pytest.UsageError("vlmhb: tests marked vlmhb_model need a models.csv: pass "
+                                    "--vlmhb-models=PATH (or --vlmhb-config next to one)")
         return
     from . import collect
+    from .usertests import add_user_cases
+
+    plan = add_user_cases(items, plan, config.stash[SETTINGS], config.rootpath)
+    config.stash[PLAN] = plan
+    config.stash[RUNTIME].plan = plan
 
     if config.stash[SETTINGS].rebuild_reports:
         config.hook.pytest_deselected(items=list(items))  # the store has the answers
@@ -205,6 +217,22 @@ def vlmhb_gate(request: pytest.FixtureRequest) -> GateCheck:
     return GateCheck(request.node, _runtime(request), request.param, GATE)
 
 
+@pytest.fixture
+def vlmhb_chat(request: pytest.FixtureRequest) -> Chat:
+    """Ask the model of the test's ``@pytest.mark.vlmhb_model`` one question per call:
+    ``vlmhb_chat(prompt, image=..., images=[...], max_tokens=..., **request_fields)``."""
+    from .collect import USER_CASE
+    from .usertests import Chat
+
+    case_id = request.node.stash.get(USER_CASE, None)
+    if case_id is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: vlmhb_chat needs "
+                                "@pytest.mark.vlmhb_model(\"<model in models.csv>\", "
+                                "backend=...)")
+    runtime = _runtime(request)
+    return Chat(request.node, runtime, runtime.plan.case(case_id))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -222,6 +250,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             import dataclasses
 
             report.vlmhb_gate = dataclasses.asdict(gate)  # type: ignore[attr-defined]
+        from .collect import USER_CASE
+        from .usertests import USER_RECORDS
+
+        user_case = item.stash.get(USER_CASE, None)
+        if user_case is not None:
+            # The controller (under xdist) has not collected the user's test: send the case.
+            plan = item.config.stash[PLAN]
+            report.vlmhb_user_case = plan.case(user_case).model_dump(  # type: ignore[attr-defined]
+                mode="json")
+            report.vlmhb_user_records = item.stash.get(  # type: ignore[attr-defined]
+                USER_RECORDS, [])
     return report
 
 
@@ -253,6 +292,20 @@ class ResultsCollector:
         gate = getattr(report, "vlmhb_gate", None)
         if gate is not None:
             self.results.gates.append(GateResult(**gate))
+        user_case = getattr(report, "vlmhb_user_case", None)
+        if user_case is not None:
+            self._add_user_records(user_case, getattr(report, "vlmhb_user_records", []))
+
+    def _add_user_records(self, case_data: dict[str, Any], records: list[Record]) -> None:
+        """A user test's calls; its case joins the plan (an xdist controller has not
+        collected the test)."""
+        from .config import Case
+        from .usertests import with_user_case
+
+        case = Case.model_validate(case_data)
+        self.config.stash[PLAN] = with_user_case(self.config.stash[PLAN], case)
+        for record in records:
+            self.results.add_record(record)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

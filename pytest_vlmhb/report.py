@@ -65,12 +65,24 @@ def _cell(value: object) -> object:
     return value
 
 
+def _sample_rank(position: Mapping[str, int], sample_id: str) -> tuple[int, int]:
+    """A sample's place; a user test's later call (``name#2``) follows its first, and
+    a sample the plan does not list keeps its arrival order at the end."""
+    if sample_id in position:
+        return position[sample_id], 0
+    base, _, number = sample_id.rpartition("#")
+    if base in position and number.isdigit():
+        return position[base], int(number)
+    return len(position), 0
+
+
 def ordered_records(plan: Plan, results: RunResults) -> list[tuple[Case, list[Record]]]:
     """Records in config-row then sample order."""
     out = []
     for case in plan.cases:
         position = {s.id: i for i, s in enumerate(plan.samples[case.id])}
-        recs = sorted(results.records.get(case.id, []), key=lambda r: position[r["sample_id"]])
+        recs = sorted(results.records.get(case.id, []),
+                      key=lambda r: _sample_rank(position, r["sample_id"]))
         out.append((case, recs))
     return out
 
@@ -313,8 +325,8 @@ def summary_lines(plan: Plan, rows: Sequence[CaseRow]) -> list[str]:
     out = [f"{'case':<{width}}  {'n':>4} {'err':>4}  {'score':<24} {'ttft p50':>9} "
            f"{'req/s':>7}"]
     for r in rows:
-        first = by_case[r["case_id"]].task.metrics[0]
-        score = f"{first}={_fmt(r['metrics'].get(first))}"
+        metrics = by_case[r["case_id"]].task.metrics
+        score = f"{metrics[0]}={_fmt(r['metrics'].get(metrics[0]))}" if metrics else "-"
         out.append(f"{r['case_id']:<{width}}  {r['n']:>4} {r['errors']:>4}  {score:<24} "
                    f"{_fmt(r['ttft_p50_ms']):>9} {_fmt(r['requests_per_s']):>7}")
     return out

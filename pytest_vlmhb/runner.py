@@ -318,9 +318,7 @@ class Runtime:
             samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
             run = CaseRun(case, samples, server, backend,
                           restart=lambda: self.pool.restart(case))
-            if self.loop is None:
-                self.loop = LoopThread()
-            run.start(self.loop)
+            run.start(self.event_loop())
             self.runs[case.id] = run
             self.pending[case.id] = set(wanted)
         return run
@@ -367,6 +365,16 @@ class Runtime:
                 self.case_info[case_id] = info
                 self.store.append(case_info_entry(case_id, info))
         return record, info
+
+    def event_loop(self) -> LoopThread:
+        """The process's event loop thread (started on first use)."""
+        if self.loop is None:
+            self.loop = LoopThread()
+        return self.loop
+
+    def store_record(self, record: Record, key: str) -> None:
+        """Keep and store a record made outside a case run (a user test's call)."""
+        self._store({**record, "key": key})
 
     def _store(self, record: StoredRecord) -> None:
         self.records.setdefault(record["case_id"], []).append(record)
