@@ -36,13 +36,15 @@ def read_baseline(path: Path) -> dict[str, dict[str, float]]:
     try:
         header = [unescape_cell(name.strip()) for name in next(reader)]
     except StopIteration:
-        raise ConfigError("empty file: expected a metrics.csv of an earlier run", file=path,
-                          line=1) from None
+        raise ConfigError(
+            "empty file: expected a metrics.csv of an earlier run", file=path, line=1
+        ) from None
     except csv.Error as exc:
         raise ConfigError(f"malformed CSV: {exc}", file=path, line=1) from None
     if "case_id" not in header:
-        raise ConfigError("not a metrics.csv (no case_id column)", file=path, line=1,
-                          column="case_id")
+        raise ConfigError(
+            "not a metrics.csv (no case_id column)", file=path, line=1, column="case_id"
+        )
     out: dict[str, dict[str, float]] = {}
     try:
         for fields in reader:
@@ -50,22 +52,24 @@ def read_baseline(path: Path) -> dict[str, dict[str, float]]:
             if not any(f.strip() for f in fields):
                 continue
             if len(fields) != len(header):
-                raise ConfigError(f"{len(fields)} fields but the header has {len(header)}",
-                                  file=path, line=line)
-            row = {name: unescape_cell(cell.strip()) for name, cell in zip(header, fields,
-                                                                          strict=True)}
+                raise ConfigError(
+                    f"{len(fields)} fields but the header has {len(header)}", file=path, line=line
+                )
+            row = {
+                name: unescape_cell(cell.strip()) for name, cell in zip(header, fields, strict=True)
+            }
             case_id = row["case_id"]
             if not case_id:
                 raise ConfigError("empty case_id", file=path, line=line, column="case_id")
             if case_id in out:
-                raise ConfigError(f"duplicate case_id {case_id!r}", file=path, line=line,
-                                  column="case_id")
+                raise ConfigError(
+                    f"duplicate case_id {case_id!r}", file=path, line=line, column="case_id"
+                )
             out[case_id] = _numbers(row, path, line)
     except csv.Error as exc:
         raise ConfigError(f"malformed CSV: {exc}", file=path, line=reader.line_num) from None
     if not out:
-        raise ConfigError("no case rows: a baseline needs at least one case", file=path,
-                          line=2)
+        raise ConfigError("no case rows: a baseline needs at least one case", file=path, line=2)
     return out
 
 
@@ -82,8 +86,9 @@ def _numbers(row: Mapping[str, str], path: Path, line: int) -> dict[str, float]:
     return values
 
 
-def comparison_rows(rows: Sequence[CaseRow], baseline: Mapping[str, Mapping[str, float]],
-                    columns: Iterable[str]) -> list[dict[str, Cell]]:
+def comparison_rows(
+    rows: Sequence[CaseRow], baseline: Mapping[str, Mapping[str, float]], columns: Iterable[str]
+) -> list[dict[str, Cell]]:
     """One row per case and figure: baseline, now, delta; 'new' without a baseline row."""
     out: list[dict[str, Cell]] = []
     wanted = list(columns)
@@ -97,6 +102,14 @@ def comparison_rows(rows: Sequence[CaseRow], baseline: Mapping[str, Mapping[str,
             now = cells.get(column)
             if column not in base or not isinstance(now, (int, float)):
                 continue
-            out.append({"case_id": row["case_id"], "figure": column, "baseline": base[column],
-                        "now": now, "delta": now - base[column], "status": "compared"})
+            out.append(
+                {
+                    "case_id": row["case_id"],
+                    "figure": column,
+                    "baseline": base[column],
+                    "now": now,
+                    "delta": now - base[column],
+                    "status": "compared",
+                }
+            )
     return out

@@ -23,7 +23,9 @@ from .redact import redact
 
 #: The figures written, and where a record holds each (milliseconds).
 FIGURES: tuple[tuple[str, Callable[[Record], float | None]], ...] = (
-    ("ttft", lambda r: r["ttft_ms"]), ("e2e", lambda r: r["e2e_ms"]))
+    ("ttft", lambda r: r["ttft_ms"]),
+    ("e2e", lambda r: r["e2e_ms"]),
+)
 
 
 def _machine_info() -> dict[str, Any]:
@@ -43,16 +45,32 @@ def benchmark_entries(case: Case, records: Sequence[Record]) -> list[dict[str, A
         stats = Stats()
         for value in data:
             stats.update(value)
-        entries.append({
-            "group": case.id, "name": f"{figure}[{case.id}]",
-            "fullname": f"vlmhb::{figure}[{case.id}]", "params": None, "param": None,
-            "extra_info": {"model": case.model.name, "task": case.task.name,
-                           "backend": case.backend, "launcher": case.launcher,
-                           "concurrency": case.concurrency, "unit": "seconds"},
-            "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": 1,
-                        "max_time": 0, "min_time": 0, "warmup": False},
-            "stats": {**stats.as_dict(), "iterations": 1, "data": data},
-        })
+        entries.append(
+            {
+                "group": case.id,
+                "name": f"{figure}[{case.id}]",
+                "fullname": f"vlmhb::{figure}[{case.id}]",
+                "params": None,
+                "param": None,
+                "extra_info": {
+                    "model": case.model.name,
+                    "task": case.task.name,
+                    "backend": case.backend,
+                    "launcher": case.launcher,
+                    "concurrency": case.concurrency,
+                    "unit": "seconds",
+                },
+                "options": {
+                    "disable_gc": False,
+                    "timer": "perf_counter",
+                    "min_rounds": 1,
+                    "max_time": 0,
+                    "min_time": 0,
+                    "warmup": False,
+                },
+                "stats": {**stats.as_dict(), "iterations": 1, "data": data},
+            }
+        )
     return entries
 
 

@@ -68,12 +68,19 @@ class Plan:
 
 
 def _read_table(
-    path: Path, row_model: type[Any], required: tuple[str, ...],
+    path: Path,
+    row_model: type[Any],
+    required: tuple[str, ...],
     pattern: Callable[[str], bool] = lambda _: False,
 ) -> list[tuple[int, Any, dict[str, str]]]:
     rows = read_csv_rows(path)
-    check_columns(path, header_of(path), required=required,
-                  allowed=row_model.model_fields, allowed_pattern=pattern)
+    check_columns(
+        path,
+        header_of(path),
+        required=required,
+        allowed=row_model.model_fields,
+        allowed_pattern=pattern,
+    )
     out = []
     for line, raw in rows:
         plain = {k: v for k, v in raw.items() if not pattern(k)}
@@ -90,8 +97,9 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
     models: dict[str, ModelSpec] = {}
     for line, row, _ in _read_table(path, ModelRow, ("name", "source")):
         if row.name in models:
-            raise ConfigError(f"duplicate model name {row.name!r}", file=path, line=line,
-                              column="name")
+            raise ConfigError(
+                f"duplicate model name {row.name!r}", file=path, line=line, column="name"
+            )
         if row.api_key_env:
             problem = check_api_key_env(row.api_key_env)
             if problem:
@@ -99,7 +107,9 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
         models[row.name] = ModelSpec(
             **row.model_dump(exclude={"served_name"}),
             served_name=row.served_name or row.name,
-            base_dir=path.parent.resolve(), source_file=path, source_line=line,
+            base_dir=path.parent.resolve(),
+            source_file=path,
+            source_line=line,
         )
     return models
 
@@ -108,27 +118,36 @@ def _task(row: TaskRow, base_dir: Path, where: dict[str, Any]) -> tuple[TaskSpec
     """One tasks.csv row (or a built-in preset) resolved; defaults from its preset."""
     own = preset_of_data(row.data)
     if own is not None and row.preset is not None and row.preset != own:
-        raise ConfigError(f"data names preset {own!r} but column 'preset' says {row.preset!r}",
-                          column="preset", **where)
+        raise ConfigError(
+            f"data names preset {own!r} but column 'preset' says {row.preset!r}",
+            column="preset",
+            **where,
+        )
     name = own or row.preset
-    preset = load_preset(name, column="preset" if row.preset else "data",
-                         **where) if name else None
+    preset = load_preset(name, column="preset" if row.preset else "data", **where) if name else None
     type_name = check_preset_type(preset, row.type, **where) if preset else row.type
     if not type_name:
-        raise ConfigError("empty task type (required unless the row names a preset)",
-                          column="type", allowed=registry.names(registry.TASKS), **where)
+        raise ConfigError(
+            "empty task type (required unless the row names a preset)",
+            column="type",
+            allowed=registry.names(registry.TASKS),
+            **where,
+        )
     task_type: TaskType = registry.load(registry.TASKS, type_name, column="type", **where)()
     metrics = row.metrics or (preset.metrics if preset else task_type.default_metrics)
     for metric in metrics:
         registry.load(registry.METRICS, metric, column="metrics", **where)
     return (
         TaskSpec(
-            name=row.name, type=type_name, data=row.data,
+            name=row.name,
+            type=type_name,
+            data=row.data,
             prompt=row.prompt or (preset.prompt if preset else task_type.default_prompt),
             metrics=tuple(metrics),
-            max_tokens=row.max_tokens or (preset.max_tokens if preset
-                                          else task_type.default_max_tokens),
-            base_dir=base_dir, preset=name,
+            max_tokens=row.max_tokens
+            or (preset.max_tokens if preset else task_type.default_max_tokens),
+            base_dir=base_dir,
+            preset=name,
         ),
         task_type,
     )
@@ -152,12 +171,16 @@ def builtin_task(name: str, base_dir: Path) -> tuple[TaskSpec, TaskType]:
 
 def _is_threshold(column: str) -> bool:
     """``min_<col>``/``max_<col>``, except real columns such as ``max_tokens``."""
-    return (column.startswith(THRESHOLD_PREFIXES) and len(column) > 4
-            and column not in CaseRow.model_fields)
+    return (
+        column.startswith(THRESHOLD_PREFIXES)
+        and len(column) > 4
+        and column not in CaseRow.model_fields
+    )
 
 
-def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line: int
-                ) -> tuple[Threshold, ...]:
+def _thresholds(
+    raw: dict[str, str], metrics: tuple[str, ...], path: Path, line: int
+) -> tuple[Threshold, ...]:
     out = []
     allowed = gateable_columns(metrics)
     for column, text in raw.items():
@@ -167,14 +190,20 @@ def _thresholds(raw: dict[str, str], metrics: tuple[str, ...], path: Path, line:
         if target not in allowed:
             raise ConfigError(
                 f"threshold on {target!r}, which this case does not produce",
-                file=path, line=line, column=column,
+                file=path,
+                line=line,
+                column=column,
                 allowed=[f"{p}{c}" for p in THRESHOLD_PREFIXES for c in allowed],
             )
         try:
             value = in_range(finite_float(text), low=0.0)
         except ValueError as exc:
-            raise ConfigError(f"threshold must be a finite number >= 0 ({exc})",
-                              file=path, line=line, column=column) from None
+            raise ConfigError(
+                f"threshold must be a finite number >= 0 ({exc})",
+                file=path,
+                line=line,
+                column=column,
+            ) from None
         out.append(Threshold(column=target, bound=bound, value=value))  # type: ignore[arg-type]
     return tuple(out)
 
@@ -221,37 +250,56 @@ def _cases_and_models(settings: Settings) -> tuple[list[Case], dict[str, ModelSp
     for index, (line, row, raw) in enumerate(rows):
         where: dict[str, Any] = {"file": path, "line": line}
         if row.model not in models:
-            raise ConfigError(f"unknown model {row.model!r}", column="model",
-                              allowed=models, **where)
+            raise ConfigError(
+                f"unknown model {row.model!r}", column="model", allowed=models, **where
+            )
         if row.task not in tasks and row.task in preset_names():
             tasks[row.task] = builtin_task(row.task, path.parent.resolve())
         if row.task not in tasks:
-            raise ConfigError(f"unknown task {row.task!r}", column="task",
-                              allowed=[*tasks, *preset_names()], **where)
+            raise ConfigError(
+                f"unknown task {row.task!r}",
+                column="task",
+                allowed=[*tasks, *preset_names()],
+                **where,
+            )
         registry.load(registry.BACKENDS, row.backend, column="backend", **where)
         model = models[row.model]
         if not model.endpoint:  # an endpoint serves its own model: nothing to find here
-            check_source(model.source, model.base_dir, file=model.source_file,
-                         line=model.source_line)
+            check_source(
+                model.source, model.base_dir, file=model.source_file, line=model.source_line
+            )
         task, _ = tasks[row.task]
         case_id = row.id or f"{row.model}:{row.task}:{row.backend}"
         if case_id in seen:
             raise ConfigError(
                 f"duplicate case id {case_id!r} (also on line {seen[case_id]}); "
-                "set the 'id' column to tell the rows apart", column="id", **where)
+                "set the 'id' column to tell the rows apart",
+                column="id",
+                **where,
+            )
         seen[case_id] = line
-        cases.append(Case(
-            id=case_id, index=index, model=model, task=task, backend=row.backend,
-            launcher=_launcher(row, model, path, line),
-            concurrency=row.concurrency, max_tokens=row.max_tokens or task.max_tokens,
-            temperature=row.temperature,
-            limit=_min_limit(row.limit, settings.limit), request_params=row.request_params,
-            request_timeout=row.request_timeout or settings.request_timeout,
-            max_retries=row.max_retries, max_restarts=row.max_restarts,
-            gauge_poll_s=row.gauge_poll_s,
-            thresholds=_thresholds(raw, task.metrics, path, line),
-            source_file=path, source_line=line,
-        ))
+        cases.append(
+            Case(
+                id=case_id,
+                index=index,
+                model=model,
+                task=task,
+                backend=row.backend,
+                launcher=_launcher(row, model, path, line),
+                concurrency=row.concurrency,
+                max_tokens=row.max_tokens or task.max_tokens,
+                temperature=row.temperature,
+                limit=_min_limit(row.limit, settings.limit),
+                request_params=row.request_params,
+                request_timeout=row.request_timeout or settings.request_timeout,
+                max_retries=row.max_retries,
+                max_restarts=row.max_restarts,
+                gauge_poll_s=row.gauge_poll_s,
+                thresholds=_thresholds(raw, task.metrics, path, line),
+                source_file=path,
+                source_line=line,
+            )
+        )
     return cases, models
 
 
@@ -268,22 +316,38 @@ def load_plan(settings: Settings) -> Plan:
     models_file = models_path(settings)
     if settings.config is None:
         assert models_file is not None
-        return Plan(cases=(), samples={}, models=load_models(models_file),
-                    models_file=models_file)
+        return Plan(cases=(), samples={}, models=load_models(models_file), models_file=models_file)
     cases, models = _cases_and_models(settings)
     baseline = read_baseline(settings.baseline) if settings.baseline else None
     if baseline is not None:
-        cases = [case.model_copy(update={"thresholds": case.thresholds + baseline_gates(
-            case, baseline.get(case.id), settings.max_score_drop,
-            settings.max_latency_increase)}) for case in cases]
+        cases = [
+            case.model_copy(
+                update={
+                    "thresholds": case.thresholds
+                    + baseline_gates(
+                        case,
+                        baseline.get(case.id),
+                        settings.max_score_drop,
+                        settings.max_latency_increase,
+                    )
+                }
+            )
+            for case in cases
+        ]
     task_types: dict[str, TaskType] = {}
     samples: dict[str, list[Sample]] = {}
     for case in cases:
         task = case.task
         task_type = task_types.setdefault(task.type, registry.load(registry.TASKS, task.type)())
-        manifest = resolve_manifest(task.data, task.type, task.base_dir, settings.cache,
-                                    preset=task.preset)
+        manifest = resolve_manifest(
+            task.data, task.type, task.base_dir, settings.cache, preset=task.preset
+        )
         loaded = load_manifest(manifest, task_type, task.prompt)
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
-    return Plan(cases=tuple(cases), samples=samples, baseline=baseline, models=models,
-                models_file=models_file)
+    return Plan(
+        cases=tuple(cases),
+        samples=samples,
+        baseline=baseline,
+        models=models,
+        models_file=models_file,
+    )

@@ -11,18 +11,22 @@ from .images import image_data_url
 from .tasks.manifest import Sample
 
 
-def request_body(case: Case, sample: Sample, served_name: str, backend: Backend
-                 ) -> dict[str, Any]:
+def request_body(case: Case, sample: Sample, served_name: str, backend: Backend) -> dict[str, Any]:
     """The OpenAI-style request for ``sample`` (the image inlined as a data URL);
     a SampleError when the sample cannot run or its image cannot be read."""
     if sample.error:
         raise SampleError(sample.error)
     return {
         "model": served_name,
-        "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": image_data_url(sample.image)}},
-            {"type": "text", "text": sample.prompt},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": image_data_url(sample.image)}},
+                    {"type": "text", "text": sample.prompt},
+                ],
+            }
+        ],
         "max_tokens": case.max_tokens,
         "temperature": case.temperature,
         **backend.request_extras(),

@@ -141,8 +141,9 @@ def _server_message(payload: object) -> str:
     for _ in range(8):  # {"error": {"message": ...}} and the like
         if not isinstance(payload, dict):
             break
-        inner = next((payload[k] for k in ("error", "detail", "message")
-                      if payload.get(k) is not None), None)
+        inner = next(
+            (payload[k] for k in ("error", "detail", "message") if payload.get(k) is not None), None
+        )
         if inner is None:
             break
         payload = inner
@@ -166,8 +167,9 @@ def _error_in(data: bytes) -> str | None:
         payload = from_json(data)
     except ValueError:
         return None
-    if isinstance(payload, dict) and (payload.get("error") is not None
-                                      or payload.get("object") == "error"):
+    if isinstance(payload, dict) and (
+        payload.get("error") is not None or payload.get("object") == "error"
+    ):
         return _server_message(payload)
     return None
 
@@ -231,8 +233,9 @@ class _Reader:
             error = _error_in(data)
             if error is not None:
                 raise self.fail(f"stream error: {_cut(error)}") from None
-            raise self.fail(f"malformed stream chunk {self.chunks}: {_describe(exc, data)}"
-                            ) from None
+            raise self.fail(
+                f"malformed stream chunk {self.chunks}: {_describe(exc, data)}"
+            ) from None
         if chunk.get("error") is not None or chunk.get("object") == "error":
             raise self.fail(f"stream error: {_cut(_error_in(data) or '')}")
         usage = chunk.get("usage")
@@ -244,10 +247,15 @@ class _Reader:
             return False
         choice = choices[0]
         if len(choices) > 1 or choice.get("index", 0):
-            what = (f"{len(choices)} choices" if len(choices) > 1
-                    else f"choice index {choice.get('index')}")
-            raise self.fail(f"the server streamed more than one choice (n>1): chunk "
-                            f"{self.chunks} carries {what}; the harness asks for one")
+            what = (
+                f"{len(choices)} choices"
+                if len(choices) > 1
+                else f"choice index {choice.get('index')}"
+            )
+            raise self.fail(
+                f"the server streamed more than one choice (n>1): chunk "
+                f"{self.chunks} carries {what}; the harness asks for one"
+            )
         delta = choice.get("delta")
         content = delta.get("content") if delta else None
         ids = choice.get("token_ids")
@@ -288,8 +296,9 @@ class _Reader:
             raise self.fail(_error_message(200, body))
         choices = reply["choices"]
         if len(choices) > 1 or choices[0].get("index", 0):
-            raise self.fail(f"the server answered {len(choices)} choices (n>1); "
-                            f"the harness asks for one")
+            raise self.fail(
+                f"the server answered {len(choices)} choices (n>1); the harness asks for one"
+            )
         choice = choices[0]
         content = choice["message"].get("content")
         ids = choice.get("token_ids")
@@ -354,8 +363,9 @@ async def stream_chat(
             else:
                 await _read_sse(resp.content, reader)
     except TimeoutError:
-        raise reader.fail(f"request timed out after {timeout_s:g} s "
-                          f"(stream chunks received: {reader.chunks})") from None
+        raise reader.fail(
+            f"request timed out after {timeout_s:g} s (stream chunks received: {reader.chunks})"
+        ) from None
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         # A refused, reset or dropped connection, also one cut mid-stream.
         raise RetryableError(f"{type(exc).__name__}: {exc}") from None

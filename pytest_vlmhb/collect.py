@@ -18,8 +18,14 @@ SAMPLE_FIXTURE = "vlmhb_sample"
 GATE_FIXTURE = "vlmhb_gate"
 
 # user_properties written per sample (they reach JUnit XML as <property>)
-_PROPERTIES = ("ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens",
-               "finish_reason")
+_PROPERTIES = (
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+)
 
 
 @dataclass(frozen=True)
@@ -38,18 +44,34 @@ def parametrize(metafunc: pytest.Metafunc, plan: Plan | None) -> None:
     """Parametrize test functions that use the vlmhb fixtures."""
     names = metafunc.fixturenames
     if SAMPLE_FIXTURE in names:
-        params = [] if plan is None else [
-            pytest.param(SampleParam(case.id, s.id), id=f"{case.id}/{s.id}",
-                         marks=pytest.mark.xdist_group(case.xdist_group))
-            for case in plan.cases for s in plan.samples[case.id]
-        ]
+        params = (
+            []
+            if plan is None
+            else [
+                pytest.param(
+                    SampleParam(case.id, s.id),
+                    id=f"{case.id}/{s.id}",
+                    marks=pytest.mark.xdist_group(case.xdist_group),
+                )
+                for case in plan.cases
+                for s in plan.samples[case.id]
+            ]
+        )
         metafunc.parametrize(SAMPLE_FIXTURE, params, indirect=True)
     if GATE_FIXTURE in names:
-        params = [] if plan is None else [
-            pytest.param(GateParam(case.id, t.name), id=f"{case.id}/{t.name}",
-                         marks=pytest.mark.xdist_group(case.xdist_group))
-            for case in plan.cases for t in case.thresholds
-        ]
+        params = (
+            []
+            if plan is None
+            else [
+                pytest.param(
+                    GateParam(case.id, t.name),
+                    id=f"{case.id}/{t.name}",
+                    marks=pytest.mark.xdist_group(case.xdist_group),
+                )
+                for case in plan.cases
+                for t in case.thresholds
+            ]
+        )
         metafunc.parametrize(GATE_FIXTURE, params, indirect=True)
 
 
@@ -74,8 +96,9 @@ def _case_and_kind(item: pytest.Item) -> tuple[str, int] | None:
     return (case_id, 1) if case_id is not None else None
 
 
-def split_unparametrized(items: Sequence[pytest.Item]
-                         ) -> tuple[list[pytest.Item], list[pytest.Item]]:
+def split_unparametrized(
+    items: Sequence[pytest.Item],
+) -> tuple[list[pytest.Item], list[pytest.Item]]:
     """(items to keep, vlmhb tests that got an empty parameter set)."""
     kept: list[pytest.Item] = []
     unused: list[pytest.Item] = []
@@ -130,9 +153,14 @@ def scheduled_samples(item: pytest.Item, case_id: str) -> list[str]:
 class SampleCheck:
     """What a ``test_sample`` item does: answer, score, record, fail on error."""
 
-    def __init__(self, item: pytest.Item, runtime: Runtime, param: SampleParam,
-                 record_key: pytest.StashKey[Record],
-                 case_key: pytest.StashKey[CaseInfo]) -> None:
+    def __init__(
+        self,
+        item: pytest.Item,
+        runtime: Runtime,
+        param: SampleParam,
+        record_key: pytest.StashKey[Record],
+        case_key: pytest.StashKey[CaseInfo],
+    ) -> None:
         self.item, self.runtime, self.param = item, runtime, param
         self._record_key, self._case_key = record_key, case_key
         self.record: Record | None = None
@@ -141,8 +169,8 @@ class SampleCheck:
         param = self.param
         try:
             record, info = self.runtime.run_sample(
-                param.case_id, param.sample_id,
-                lambda: scheduled_samples(self.item, param.case_id))
+                param.case_id, param.sample_id, lambda: scheduled_samples(self.item, param.case_id)
+            )
         except OutputError as exc:
             # The store cannot take more (e.g. a full disk): stop rather than send
             # requests whose answers would be lost; --vlmhb-resume goes on later.
@@ -169,16 +197,20 @@ class SampleCheck:
 class GateCheck:
     """What a ``test_gate`` item does: compare the case aggregate with a threshold."""
 
-    def __init__(self, item: pytest.Item, runtime: Runtime, param: GateParam,
-                 gate_key: pytest.StashKey[GateResult]) -> None:
+    def __init__(
+        self,
+        item: pytest.Item,
+        runtime: Runtime,
+        param: GateParam,
+        gate_key: pytest.StashKey[GateResult],
+    ) -> None:
         self.item, self.runtime, self.param, self._gate_key = item, runtime, param, gate_key
 
     def check(self) -> None:
         case = self.runtime.plan.case(self.param.case_id)
         threshold = next(t for t in case.thresholds if t.name == self.param.threshold)
         records = self.runtime.records.get(case.id, [])
-        result, value = gate_result(case, threshold, records,
-                                    self.runtime.case_info.get(case.id))
+        result, value = gate_result(case, threshold, records, self.runtime.case_info.get(case.id))
         self.item.user_properties.append((threshold.column, json.dumps(value)))
         self.item.stash[self._gate_key] = result
         failure = None if result.passed else result.message

@@ -86,8 +86,14 @@ LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
 ANSWER_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher", "sample_id")
 ANSWER_TEXT_COLUMNS = ("category", "prompt", "answer", "reference")
 ANSWER_TIMING_COLUMNS = (
-    "ttft_ms", "tpot_ms", "e2e_ms", "prompt_tokens", "completion_tokens", "finish_reason",
-    "retries", "error",
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "finish_reason",
+    "retries",
+    "error",
 )
 
 

@@ -22,10 +22,19 @@ _NAME = r"^[A-Za-z0-9_.][A-Za-z0-9_.:@+/ -]*$"
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 #: Request fields the harness sets itself (they have their own columns or belong
 #: to the streaming client): ``request_params`` may not set them.
-RESERVED_REQUEST_FIELDS = frozenset({
-    "model", "messages", "stream", "stream_options", "n", "return_token_ids", "max_tokens",
-    "max_completion_tokens", "temperature",
-})
+RESERVED_REQUEST_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "n",
+        "return_token_ids",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+    }
+)
 
 
 def _split_semicolons(value: object) -> object:
@@ -51,7 +60,8 @@ class ModelRow(BaseModel):
     gpus: str | None = Field(default=None, pattern=r"^(all|[0-9]+|device=[0-9]+(,[0-9]+)*)$")
 
     _split_requirements = field_validator("requirements", mode="before")(
-        lambda value: _split_semicolons(value))
+        lambda value: _split_semicolons(value)
+    )
 
     @field_validator("server_args", mode="before")
     @classmethod
@@ -95,7 +105,8 @@ class TaskRow(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
 
     _split_metrics = field_validator("metrics", mode="before")(
-        lambda value: _split_semicolons(value))
+        lambda value: _split_semicolons(value)
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -144,12 +155,11 @@ class CaseRow(BaseModel):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
-                raise ValueError("must be a JSON object, e.g. {\"ignore_eos\": true}")
+                raise ValueError('must be a JSON object, e.g. {"ignore_eos": true}')
             try:
                 json.dumps(parsed, allow_nan=False)
             except ValueError:
-                raise ValueError("numbers must be finite (got one too large for a float)"
-                                 ) from None
+                raise ValueError("numbers must be finite (got one too large for a float)") from None
             value = parsed
         if isinstance(value, dict):
             reserved = sorted(RESERVED_REQUEST_FIELDS & set(value))
@@ -157,7 +167,8 @@ class CaseRow(BaseModel):
                 raise ValueError(
                     f"may not set {', '.join(reserved)}: the harness sets "
                     f"{', '.join(sorted(RESERVED_REQUEST_FIELDS))} itself (use the "
-                    "max_tokens and temperature columns)")
+                    "max_tokens and temperature columns)"
+                )
         return value
 
 

@@ -46,8 +46,7 @@ def read_config_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                          file=path) from None
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=path) from None
 
 
 def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
@@ -99,9 +98,7 @@ def check_columns(
     allowed_set = set(allowed)
     for name in present:
         if name not in allowed_set and not allowed_pattern(name):
-            raise ConfigError(
-                "unknown column", file=path, line=1, column=name, allowed=allowed_set
-            )
+            raise ConfigError("unknown column", file=path, line=1, column=name, allowed=allowed_set)
     for name in required:
         if name not in present:
             raise ConfigError(

@@ -31,8 +31,7 @@ _PLUGIN_ROOT = Path(__file__).resolve().parent
 
 def env_key(name: str, requirements: Sequence[str], uninstall: Sequence[str] = ()) -> str:
     """Cache key: the backend name, the Python version and the sorted spec."""
-    spec: dict[str, object] = {"python": sys.version_info[:2],
-                               "requirements": sorted(requirements)}
+    spec: dict[str, object] = {"python": sys.version_info[:2], "requirements": sorted(requirements)}
     if uninstall:
         spec["uninstall"] = sorted(uninstall)
     digest = hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
@@ -59,8 +58,9 @@ def _run_streamed(cmd: list[str], log: Path, progress: Progress, label: str) -> 
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(cmd)}\n")
         sink.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         assert proc.stdout is not None
         tail: list[str] = []
         for line in proc.stdout:
@@ -79,7 +79,9 @@ def _link_plugin(env_dir: Path) -> None:
     python = venv_python(env_dir)
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     link_dir = env_dir / "vlmhb-plugin"
     link_dir.mkdir(exist_ok=True)
@@ -93,8 +95,13 @@ def _link_plugin(env_dir: Path) -> None:
     Path(purelib, "vlmhb-plugin.pth").write_text(f"{link_dir}\n")
 
 
-def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Progress,
-               uninstall: Sequence[str] = ()) -> Path:
+def ensure_env(
+    cache: Path,
+    name: str,
+    requirements: Sequence[str],
+    progress: Progress,
+    uninstall: Sequence[str] = (),
+) -> Path:
     """The venv's directory, creating it (once, under a lock) if needed.
 
     ``uninstall`` names packages removed after the install (e.g. PyPI's CUDA
@@ -117,13 +124,22 @@ def ensure_env(cache: Path, name: str, requirements: Sequence[str], progress: Pr
         progress(f"creating {name} venv {env_dir} (once; pip log: {log})")
         _run_streamed([sys.executable, "-m", "venv", str(env_dir)], log, progress, "venv")
         python = str(venv_python(env_dir))
-        _run_streamed([python, "-m", "pip", "install", "--progress-bar", "off", "--upgrade",
-                       "pip"], log, progress, f"{name} venv")
-        _run_streamed([python, "-m", "pip", "install", "--progress-bar", "off",
-                       *requirements], log, progress, f"{name} venv")
+        _run_streamed(
+            [python, "-m", "pip", "install", "--progress-bar", "off", "--upgrade", "pip"],
+            log,
+            progress,
+            f"{name} venv",
+        )
+        _run_streamed(
+            [python, "-m", "pip", "install", "--progress-bar", "off", *requirements],
+            log,
+            progress,
+            f"{name} venv",
+        )
         if uninstall:
-            _run_streamed([python, "-m", "pip", "uninstall", "-y", *uninstall], log, progress,
-                          f"{name} venv")
+            _run_streamed(
+                [python, "-m", "pip", "uninstall", "-y", *uninstall], log, progress, f"{name} venv"
+            )
         _link_plugin(env_dir)
         (env_dir / _MARKER).write_text(json.dumps(sorted(requirements)) + "\n")
         progress(f"{name} venv ready")
@@ -142,7 +158,14 @@ def gpu_env(gpus_per_worker: int | None, worker_index: int) -> dict[str, str]:
 def clean_env() -> dict[str, str]:
     """The parent's environment minus what would leak the parent venv into a child."""
     env = dict(os.environ)
-    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTEST_ADDOPTS",
-                 "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST"):
+    for name in (
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "VIRTUAL_ENV",
+        "PYTEST_ADDOPTS",
+        "PYTEST_PLUGINS",
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_CURRENT_TEST",
+    ):
         env.pop(name, None)
     return env

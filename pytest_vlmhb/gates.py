@@ -62,22 +62,29 @@ def gate_failure(row: Mapping[str, Cell], column: str, bound: str, limit: float)
     return None
 
 
-def gate_result(case: Case, threshold: Threshold, records: Sequence[Record],
-                case_info: CaseInfo | None) -> tuple[GateResult, Cell]:
+def gate_result(
+    case: Case, threshold: Threshold, records: Sequence[Record], case_info: CaseInfo | None
+) -> tuple[GateResult, Cell]:
     """One threshold checked against the case's records; also the value checked."""
     from .records import summarize_case  # it imports the client: not when config loads
 
     row = case_cells(summarize_case(case, records, case_info))
     value = row.get(threshold.column)
-    failure = (f"no sample of case {case.id} ran in this session" if not records
-               else gate_failure(row, threshold.column, threshold.bound, threshold.value))
-    message = failure or (f"{threshold.column} {value} meets {threshold.name} "
-                          f"{threshold.value:g}")
+    failure = (
+        f"no sample of case {case.id} ran in this session"
+        if not records
+        else gate_failure(row, threshold.column, threshold.bound, threshold.value)
+    )
+    message = failure or (f"{threshold.column} {value} meets {threshold.name} {threshold.value:g}")
     return GateResult(case.id, threshold.name, failure is None, message), value
 
 
-def baseline_gates(case: Case, row: Mapping[str, float] | None, max_score_drop: float | None,
-                   max_latency_increase: float | None) -> tuple[Threshold, ...]:
+def baseline_gates(
+    case: Case,
+    row: Mapping[str, float] | None,
+    max_score_drop: float | None,
+    max_latency_increase: float | None,
+) -> tuple[Threshold, ...]:
     """The regression gates of one case (none for a case without a baseline row)."""
     if row is None:
         return ()
@@ -87,12 +94,23 @@ def baseline_gates(case: Case, row: Mapping[str, float] | None, max_score_drop: 
             if name not in row:
                 continue
             higher = registry.load(registry.METRICS, name).higher_is_better
-            gates.append(Threshold(
-                column=name, bound="min" if higher else "max", origin="baseline",
-                value=row[name] - max_score_drop if higher else row[name] + max_score_drop))
+            gates.append(
+                Threshold(
+                    column=name,
+                    bound="min" if higher else "max",
+                    origin="baseline",
+                    value=row[name] - max_score_drop if higher else row[name] + max_score_drop,
+                )
+            )
     if max_latency_increase is not None:
         for column in LATENCY_COLUMNS:
             if column in row:
-                gates.append(Threshold(column=column, bound="max", origin="baseline",
-                                       value=row[column] * (1.0 + max_latency_increase)))
+                gates.append(
+                    Threshold(
+                        column=column,
+                        bound="max",
+                        origin="baseline",
+                        value=row[column] * (1.0 + max_latency_increase),
+                    )
+                )
     return tuple(gates)

@@ -28,9 +28,14 @@ _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
 #: Largest image file a sample may name.
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _MIB = 1024 * 1024
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 
 
 def not_regular(mode: int) -> str | None:
@@ -117,8 +122,13 @@ def image_data_url(path: Path) -> str:
             with Image.open(io.BytesIO(raw)) as img:
                 buf = io.BytesIO()
                 img.convert("RGB").save(buf, format="PNG")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                Image.DecompressionBombError) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as exc:
             raise SampleError(f"unreadable image {path}: {exc}") from None
         raw, mime = buf.getvalue(), "image/png"
     return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"

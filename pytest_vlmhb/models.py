@@ -38,16 +38,21 @@ def check_source(source: str, base_dir: Path, *, file: Path | None, line: int) -
     ``~``); anything else is a hub id, resolved later."""
     if source.startswith(BUILTIN_PREFIX):
         if source.removeprefix(BUILTIN_PREFIX) not in BUILTIN_MODELS:
-            raise ConfigError(f"unknown built-in model {source!r}", file=file, line=line,
-                              column="source",
-                              allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS])
+            raise ConfigError(
+                f"unknown built-in model {source!r}",
+                file=file,
+                line=line,
+                column="source",
+                allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS],
+            )
         return
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = base_dir / path
     if not path.exists() and source.startswith((".", "/", "~")):
-        raise ConfigError(f"model directory {path} does not exist", file=file, line=line,
-                          column="source")
+        raise ConfigError(
+            f"model directory {path} does not exist", file=file, line=line, column="source"
+        )
 
 
 def resolve_model(spec: ModelSpec, cache: Path, progress: Progress) -> str:
@@ -56,8 +61,10 @@ def resolve_model(spec: ModelSpec, cache: Path, progress: Progress) -> str:
     if source.startswith(BUILTIN_PREFIX):
         name = source.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_MODELS:
-            raise ConfigError(f"unknown built-in model {source!r}",
-                              allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS])
+            raise ConfigError(
+                f"unknown built-in model {source!r}",
+                allowed=[BUILTIN_PREFIX + n for n in BUILTIN_MODELS],
+            )
         return str(_build_builtin(name, cache, progress))
     path = Path(source).expanduser()
     if not path.is_absolute():
@@ -79,9 +86,15 @@ def _build_builtin(name: str, cache: Path, progress: Progress) -> Path:
     with FileLock(str(out) + ".lock"):
         if not (out / ".complete").exists():
             progress(f"building built-in model {name} into {out} (once)")
-            proc = subprocess.run([str(python), "-m", BUILTIN_MODELS[name], str(out)],
-                                  capture_output=True, text=True, env=clean_env())
+            proc = subprocess.run(
+                [str(python), "-m", BUILTIN_MODELS[name], str(out)],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+            )
             if proc.returncode != 0 or not (out / ".complete").exists():
-                raise ServerError(f"building {name} failed (exit {proc.returncode}):\n"
-                                  f"{redact_then_truncate(proc.stderr, 3000, keep='tail')}")
+                raise ServerError(
+                    f"building {name} failed (exit {proc.returncode}):\n"
+                    f"{redact_then_truncate(proc.stderr, 3000, keep='tail')}"
+                )
     return out

@@ -26,24 +26,28 @@ def parse_fraction(text: str) -> float:
     """``10%`` or ``0.1`` -> 0.1; finite and >= 0."""
     stripped = text.strip()
     try:
-        value = (finite_float(stripped[:-1]) / 100.0 if stripped.endswith("%")
-                 else finite_float(stripped))
+        value = (
+            finite_float(stripped[:-1]) / 100.0
+            if stripped.endswith("%")
+            else finite_float(stripped)
+        )
     except ValueError:
-        raise ValueError(f"expected a fraction or percentage such as 0.1 or 10%, "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"expected a fraction or percentage such as 0.1 or 10%, got {text!r}"
+        ) from None
     if value < 0:
         raise ValueError(f"must be >= 0, got {text!r}")
     return value
 
 
-def in_range(value: float, *, low: float | None = None, high: float | None = None,
-             low_open: bool = False) -> float:
+def in_range(
+    value: float, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> float:
     """``value`` if it lies in the range; ValueError saying the allowed range otherwise."""
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:
         lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
         upper = "" if high is None else f"<= {high:g}"
-        raise ValueError(f"must be {' and '.join(p for p in (lower, upper) if p)}, "
-                         f"got {value:g}")
+        raise ValueError(f"must be {' and '.join(p for p in (lower, upper) if p)}, got {value:g}")
     return value

@@ -58,44 +58,86 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("config", Path, None, "user_config.csv listing the cases (model x task x backend)",
-           "file"),
-    Option("output", Path, Path("vlmhb-results"),
-           "directory for report.md, answers.csv, metrics.csv", "dir"),
+    Option(
+        "config", Path, None, "user_config.csv listing the cases (model x task x backend)", "file"
+    ),
+    Option(
+        "output",
+        Path,
+        Path("vlmhb-results"),
+        "directory for report.md, answers.csv, metrics.csv",
+        "dir",
+    ),
     Option("limit", _positive_int, None, "at most N samples per case (N >= 1)"),
-    Option("cache", Path, None, "cache for venvs, built models and generated data "
-                                "(env VLMHB_CACHE; default: the user cache dir)", "dir"),
+    Option(
+        "cache",
+        Path,
+        None,
+        "cache for venvs, built models and generated data "
+        "(env VLMHB_CACHE; default: the user cache dir)",
+        "dir",
+    ),
     Option("models", Path, None, "models.csv (default: next to the config)", "file"),
     Option("tasks", Path, None, "tasks.csv (default: next to the config)", "file"),
-    Option("startup-timeout", _timeout, 900.0,
-           "seconds a server may take to become healthy (> 0)"),
+    Option("startup-timeout", _timeout, 900.0, "seconds a server may take to become healthy (> 0)"),
     Option("request-timeout", _timeout, 300.0, "seconds one request may take (> 0)"),
-    Option("gpus-per-worker", _positive_int, None,
-           "give each xdist worker its own N GPUs: servers it starts see "
-           "CUDA_VISIBLE_DEVICES = its share"),
-    Option("baseline", Path, None, "metrics.csv of an earlier run: report deltas, gate "
-                                   "regressions", "file"),
-    Option("max-score-drop", _non_negative, None, "with a baseline: gate a score drop larger "
-                                                  "than this (absolute, e.g. 0.02)"),
-    Option("max-latency-increase", parse_fraction, None,
-           "with a baseline: gate a latency percentile rising more than this (e.g. 10%)"),
+    Option(
+        "gpus-per-worker",
+        _positive_int,
+        None,
+        "give each xdist worker its own N GPUs: servers it starts see "
+        "CUDA_VISIBLE_DEVICES = its share",
+    ),
+    Option(
+        "baseline",
+        Path,
+        None,
+        "metrics.csv of an earlier run: report deltas, gate regressions",
+        "file",
+    ),
+    Option(
+        "max-score-drop",
+        _non_negative,
+        None,
+        "with a baseline: gate a score drop larger than this (absolute, e.g. 0.02)",
+    ),
+    Option(
+        "max-latency-increase",
+        parse_fraction,
+        None,
+        "with a baseline: gate a latency percentile rising more than this (e.g. 10%)",
+    ),
 )
 
 
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("vlmhb", "VLMHyperBench")
-    group.addoption("--vlmhb-resume", dest="vlmhb_resume", action="store_true", default=False,
-                    help="reuse stored answers whose key matches; send only the rest")
-    group.addoption("--vlmhb-rebuild-reports", dest="vlmhb_rebuild_reports",
-                    action="store_true", default=False,
-                    help="run nothing: rewrite answers.csv, metrics.csv and report.md "
-                         "from the results store in the output dir")
+    group.addoption(
+        "--vlmhb-resume",
+        dest="vlmhb_resume",
+        action="store_true",
+        default=False,
+        help="reuse stored answers whose key matches; send only the rest",
+    )
+    group.addoption(
+        "--vlmhb-rebuild-reports",
+        dest="vlmhb_rebuild_reports",
+        action="store_true",
+        default=False,
+        help="run nothing: rewrite answers.csv, metrics.csv and report.md "
+        "from the results store in the output dir",
+    )
     for option in OPTIONS:
         shown = f" (default: {option.default})" if option.default is not None else ""
         # argparse formats help with %: a literal percent sign must be doubled.
         text = (option.help + shown).replace("%", "%%")
-        group.addoption(f"--vlmhb-{option.name}", dest=option.dest, default=None,
-                        metavar=option.name.upper(), help=text)
+        group.addoption(
+            f"--vlmhb-{option.name}",
+            dest=option.dest,
+            default=None,
+            metavar=option.name.upper(),
+            help=text,
+        )
         parser.addini(option.dest, help=option.help + shown, default=None)
 
 
@@ -127,8 +169,9 @@ def _user_cache(config: pytest.Config) -> str:
 def is_active(config: pytest.Config) -> bool:
     """Whether a config or a models.csv was given (CLI or ini): the plugin does nothing
     otherwise (a models.csv alone serves users' own ``vlmhb_model`` tests)."""
-    return any(config.getoption(dest) or config.getini(dest)
-               for dest in ("vlmhb_config", "vlmhb_models"))
+    return any(
+        config.getoption(dest) or config.getini(dest) for dest in ("vlmhb_config", "vlmhb_models")
+    )
 
 
 def settings_from(config: pytest.Config) -> Settings:
@@ -148,6 +191,9 @@ def settings_from(config: pytest.Config) -> Settings:
         values[option.dest.removeprefix("vlmhb_")] = value
     workerinput = getattr(config, "workerinput", None)
     worker_index = int(str(workerinput["workerid"]).removeprefix("gw")) if workerinput else 0
-    return Settings(**values, resume=bool(config.getoption("vlmhb_resume")),
-                    rebuild_reports=bool(config.getoption("vlmhb_rebuild_reports")),
-                    worker_index=worker_index)
+    return Settings(
+        **values,
+        resume=bool(config.getoption("vlmhb_resume")),
+        rebuild_reports=bool(config.getoption("vlmhb_rebuild_reports")),
+        worker_index=worker_index,
+    )

@@ -37,7 +37,8 @@ def server_argv(case: Case, settings: Settings) -> str:
         return f"(external endpoint {case.model.endpoint})"
     backend: Backend = registry.load(registry.BACKENDS, case.backend)()
     request = load_launcher(case.launcher).planned_request(
-        case.model, planned_model_path(case.model, settings.cache))
+        case.model, planned_model_path(case.model, settings.cache)
+    )
     try:
         argv = backend.command(request)
     except NotImplementedError as exc:
@@ -52,14 +53,18 @@ def plan_lines(plan: Plan, settings: Settings) -> list[str]:
     for case in plan.cases:
         groups.setdefault(case.server_key, []).append(case)
     total = sum(len(plan.samples[c.id]) for c in plan.cases)
-    lines = [f"vlmhb plan: {len(plan.cases)} cases, {total} samples, "
-             f"{len(groups)} server groups (nothing is built or started by --collect-only)"]
+    lines = [
+        f"vlmhb plan: {len(plan.cases)} cases, {total} samples, "
+        f"{len(groups)} server groups (nothing is built or started by --collect-only)"
+    ]
     for key, cases in groups.items():
         lines.append(f"server {key}")
         lines.append(f"  argv: {server_argv(cases[0], settings)}")
         for case in cases:
             gates = ", ".join(t.name for t in case.thresholds) or "none"
-            lines.append(f"  case {case.id}: task {case.task.name} ({case.task.type}), "
-                         f"{len(plan.samples[case.id])} samples, concurrency "
-                         f"{case.concurrency}, max_tokens {case.max_tokens}, gates: {gates}")
+            lines.append(
+                f"  case {case.id}: task {case.task.name} ({case.task.type}), "
+                f"{len(plan.samples[case.id])} samples, concurrency "
+                f"{case.concurrency}, max_tokens {case.max_tokens}, gates: {gates}"
+            )
     return lines

@@ -69,6 +69,7 @@ def _progress(config: pytest.Config) -> Callable[[str], None]:
         with capture.global_and_fixture_disabled():
             reporter.ensure_newline()
             reporter.write_line(f"[vlmhb] {message}")
+
     return say
 
 
@@ -90,22 +91,27 @@ def _use_loadgroup(config: pytest.Config) -> None:
             config.option.loadgroup = True
         return
     dist = config.getoption("dist", "no")
-    explicit = any(a == "--dist" or a.startswith(("--dist=", "-d")) for a in
-                   config.invocation_params.args)
+    explicit = any(
+        a == "--dist" or a.startswith(("--dist=", "-d")) for a in config.invocation_params.args
+    )
     if dist == "load" and not explicit:
         config.option.dist = "loadgroup"
         config.pluginmanager.register(_LoadGroupToWorkers(), "vlmhb-loadgroup")
     elif dist not in ("no", "loadgroup"):
         raise pytest.UsageError(
             f"vlmhb: --dist={dist} would split a server's samples across workers; "
-            "use --dist=loadgroup (the default with -n under vlmhb)")
+            "use --dist=loadgroup (the default with -n under vlmhb)"
+        )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): vlmhb groups items by server")
-    config.addinivalue_line("markers", "vlmhb_model(name, backend='hf', launcher=None): "
-                                       "serve a models.csv model to this test's vlmhb_chat")
+    config.addinivalue_line(
+        "markers",
+        "vlmhb_model(name, backend='hf', launcher=None): "
+        "serve a models.csv model to this test's vlmhb_chat",
+    )
     settings = settings_from(config)
     config.stash[SETTINGS] = settings
     if settings.config is None and settings.models is None:
@@ -152,8 +158,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     plan = config.stash.get(PLAN, None)
     if plan is None:
         if any(item.get_closest_marker("vlmhb_model") for item in items):
-            raise pytest.UsageError("vlmhb: tests marked vlmhb_model need a models.csv: pass "
-                                    "--vlmhb-models=PATH (or --vlmhb-config next to one)")
+            raise pytest.UsageError(
+                "vlmhb: tests marked vlmhb_model need a models.csv: pass "
+                "--vlmhb-models=PATH (or --vlmhb-config next to one)"
+            )
         return
     from . import collect
     from .usertests import add_user_cases
@@ -226,16 +234,19 @@ def vlmhb_chat(request: pytest.FixtureRequest) -> Chat:
 
     case_id = request.node.stash.get(USER_CASE, None)
     if case_id is None:
-        raise pytest.UsageError(f"{request.node.nodeid}: vlmhb_chat needs "
-                                "@pytest.mark.vlmhb_model(\"<model in models.csv>\", "
-                                "backend=...)")
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: vlmhb_chat needs "
+            '@pytest.mark.vlmhb_model("<model in models.csv>", '
+            "backend=...)"
+        )
     runtime = _runtime(request)
     return Chat(request.node, runtime, runtime.plan.case(case_id))
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when == "call" and PLAN in item.config.stash:
         # Plain attributes of a report travel to the xdist controller with it.
@@ -258,9 +269,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             # The controller (under xdist) has not collected the user's test: send the case.
             plan = item.config.stash[PLAN]
             report.vlmhb_user_case = plan.case(user_case).model_dump(  # type: ignore[attr-defined]
-                mode="json")
+                mode="json"
+            )
             report.vlmhb_user_records = item.stash.get(  # type: ignore[attr-defined]
-                USER_RECORDS, [])
+                USER_RECORDS, []
+            )
     return report
 
 
@@ -312,8 +325,9 @@ class ResultsCollector:
         from .session import finish_outputs
 
         settings = self.config.stash[SETTINGS]
-        self.rows, self.notes, status = finish_outputs(settings, self.config.stash[PLAN],
-                                                       self.results)
+        self.rows, self.notes, status = finish_outputs(
+            settings, self.config.stash[PLAN], self.results
+        )
         if status is not None:
             session.exitstatus = status
 

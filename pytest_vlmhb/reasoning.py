@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 #: lmms-eval's default pairs (its ``--reasoning_tags``).
 DEFAULT_REASONING_TAGS: tuple[tuple[str, str], ...] = (
-    ("<think>", "</think>"), ("<analysis>", "</analysis>"))
+    ("<think>", "</think>"),
+    ("<analysis>", "</analysis>"),
+)
 
 
 def _drop_blocks(text: str, opening: str, closing: str) -> str:
@@ -25,11 +27,10 @@ def _drop_blocks(text: str, opening: str, closing: str) -> str:
         end = text.find(closing, start) if start >= 0 else -1
         if end < 0:
             return text
-        text = text[:start] + text[end + len(closing):]
+        text = text[:start] + text[end + len(closing) :]
 
 
-def remove_reasoning(text: str,
-                     pairs: Sequence[tuple[str, str]] = DEFAULT_REASONING_TAGS) -> str:
+def remove_reasoning(text: str, pairs: Sequence[tuple[str, str]] = DEFAULT_REASONING_TAGS) -> str:
     """``text`` without its reasoning blocks, stripped (pairs with an empty tag are
     ignored: they would match everywhere)."""
     for opening, closing in pairs:

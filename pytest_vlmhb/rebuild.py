@@ -17,16 +17,19 @@ def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
     """A stored record placed in ``case``; a metric it has no stats for (the case's
     metrics changed since) is scored from the stored answer, as ``--vlmhb-resume`` does."""
     record = stored.copy()
-    record["case_id"], record["sample_id"], record["launcher"] = (
-        case.id, sample.id, case.launcher)
-    missing = [n for n in case.task.metrics
-               if n not in record["stats"] or n not in record["scores"]]
+    record["case_id"], record["sample_id"], record["launcher"] = (case.id, sample.id, case.launcher)
+    missing = [
+        n for n in case.task.metrics if n not in record["stats"] or n not in record["scores"]
+    ]
     if missing:
         stats, scores = dict(record["stats"]), dict(record["scores"])
         for name in missing:
             m = metric(name)
-            s = (m.worst_stats(sample.reference) if record["error"]
-                 else m.stats(record["answer"] or "", sample.reference))
+            s = (
+                m.worst_stats(sample.reference)
+                if record["error"]
+                else m.stats(record["answer"] or "", sample.reference)
+            )
             stats[name], scores[name] = s, m.value(s)
         record["stats"], record["scores"] = stats, scores
     return record
@@ -46,6 +49,7 @@ def results_from_store(plan: Plan, output: Path) -> tuple[RunResults, list[str]]
             results.case_info[case.id] = store.case_info[case.id]
         records = results.records.get(case.id, [])
         for threshold in case.thresholds:
-            results.gates.append(gate_result(case, threshold, records,
-                                             store.case_info.get(case.id))[0])
+            results.gates.append(
+                gate_result(case, threshold, records, store.case_info.get(case.id))[0]
+            )
     return results, store.skipped

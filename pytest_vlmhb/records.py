@@ -102,30 +102,46 @@ def metric(name: str) -> Metric:
     return instance
 
 
-def make_record(case: Case, sample: Sample, completion: Completion | None,
-                error: str | None, retries: int = 0) -> Record:
+def make_record(
+    case: Case, sample: Sample, completion: Completion | None, error: str | None, retries: int = 0
+) -> Record:
     """Score one sample: its answer, each metric, its timings and retries."""
     scores: dict[str, float | None] = {}
     stats: dict[str, dict[str, float]] = {}
     for name in case.task.metrics:
         m = metric(name)
-        s = (m.stats(completion.text, sample.reference) if completion is not None and not error
-             else m.worst_stats(sample.reference))
+        s = (
+            m.stats(completion.text, sample.reference)
+            if completion is not None and not error
+            else m.worst_stats(sample.reference)
+        )
         stats[name] = s
         scores[name] = m.value(s)
     c = completion or Completion()
     record: Record = {
-        "case_id": case.id, "model": case.model.name, "task": case.task.name,
-        "backend": case.backend, "launcher": case.launcher, "sample_id": sample.id,
+        "case_id": case.id,
+        "model": case.model.name,
+        "task": case.task.name,
+        "backend": case.backend,
+        "launcher": case.launcher,
+        "sample_id": sample.id,
         "category": sample.category,
-        "prompt": sample.prompt, "answer": redact(c.text) if completion else None,
-        "reference": sample.reference, "scores": scores, "stats": stats,
-        "ttft_ms": _ms(c.ttft_s), "tpot_ms": _ms(c.tpot_s), "e2e_ms": _ms(c.e2e_s),
+        "prompt": sample.prompt,
+        "answer": redact(c.text) if completion else None,
+        "reference": sample.reference,
+        "scores": scores,
+        "stats": stats,
+        "ttft_ms": _ms(c.ttft_s),
+        "tpot_ms": _ms(c.tpot_s),
+        "e2e_ms": _ms(c.e2e_s),
         "itl_ms": [_ms(x) for x in c.itl_s],
-        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-        "finish_reason": c.finish_reason, "token_ids": c.token_ids,
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "finish_reason": c.finish_reason,
+        "token_ids": c.token_ids,
         "error": redact(error) if error else None,
-        "sent_at": c.sent_at or None, "finished_at": c.finished_at or None,
+        "sent_at": c.sent_at or None,
+        "finished_at": c.finished_at or None,
         "retries": retries,
     }
     return record
@@ -155,8 +171,12 @@ def category_rows(case: Case, records: Sequence[Record]) -> list[dict[str, Cell]
             groups.setdefault(str(record["category"]), []).append(record)
     rows = []
     for category, members in groups.items():
-        row: dict[str, Cell] = {"case_id": case.id, "category": category, "n": len(members),
-                                "errors": sum(bool(r["error"]) for r in members)}
+        row: dict[str, Cell] = {
+            "case_id": case.id,
+            "category": category,
+            "n": len(members),
+            "errors": sum(bool(r["error"]) for r in members),
+        }
         for name in case.task.metrics:
             row[name] = _round(metric(name).aggregate([r["stats"][name] for r in members]))
         rows.append(row)
@@ -178,8 +198,12 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def _is_time(value: object) -> TypeGuard[float]:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _interval(record: Record) -> tuple[float, float] | None:
@@ -209,8 +233,9 @@ def _mib(value: float | None) -> float | None:
     return _round(value / 2**20, 1) if value else None
 
 
-def summarize_case(case: Case, records: Sequence[Record],
-                   case_info: CaseInfo | None = None) -> CaseRow:
+def summarize_case(
+    case: Case, records: Sequence[Record], case_info: CaseInfo | None = None
+) -> CaseRow:
     """One metrics.csv row: counts, metric aggregates, latency and throughput."""
     info: CaseInfo = case_info or {}
     ok = [r for r in records if not r["error"]]
@@ -227,16 +252,26 @@ def summarize_case(case: Case, records: Sequence[Record],
         return _round(percentile(values, q), 3)
 
     return {
-        "case_id": case.id, "model": case.model.name, "task": case.task.name,
-        "backend": case.backend, "launcher": case.launcher,
-        "n": len(records), "errors": len(records) - len(ok),
+        "case_id": case.id,
+        "model": case.model.name,
+        "task": case.task.name,
+        "backend": case.backend,
+        "launcher": case.launcher,
+        "n": len(records),
+        "errors": len(records) - len(ok),
         "retries": sum(r.get("retries") or 0 for r in records),
         "server_restarts": info.get("server_restarts") or 0,
-        "metrics": {name: _round(metric(name).aggregate([r["stats"][name] for r in records]))
-                    for name in case.task.metrics},
-        "ttft_p50_ms": p(ttft, 50), "ttft_p90_ms": p(ttft, 90), "ttft_p95_ms": p(ttft, 95),
+        "metrics": {
+            name: _round(metric(name).aggregate([r["stats"][name] for r in records]))
+            for name in case.task.metrics
+        },
+        "ttft_p50_ms": p(ttft, 50),
+        "ttft_p90_ms": p(ttft, 90),
+        "ttft_p95_ms": p(ttft, 95),
         "ttft_p99_ms": p(ttft, 99),
-        "e2e_p50_ms": p(e2e, 50), "e2e_p95_ms": p(e2e, 95), "e2e_p99_ms": p(e2e, 99),
+        "e2e_p50_ms": p(e2e, 50),
+        "e2e_p95_ms": p(e2e, 95),
+        "e2e_p99_ms": p(e2e, 99),
         "tpot_mean_ms": _round(sum(tpot) / len(tpot), 3) if tpot else None,
         "requests_per_s": _round(len(timed) / busy, 3) if busy > 0 else None,
         "output_tokens_per_s": _round(timed_tokens / busy, 3) if busy > 0 else None,
@@ -256,5 +291,7 @@ def token_mismatch(row: CaseRow) -> str | None:
     server = row["server_generation_tokens"]
     if server is None or server == row["client_completion_tokens"]:
         return None
-    return (f"client counted {row['client_completion_tokens']} completion tokens, "
-            f"the server generated {server:g}")
+    return (
+        f"client counted {row['client_completion_tokens']} completion tokens, "
+        f"the server generated {server:g}"
+    )

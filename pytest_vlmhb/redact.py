@@ -24,8 +24,13 @@ MASK = "***"
 #: Marks where :func:`redact_then_truncate` cut the text.
 CUT = "…"
 #: Variables masked even when no model names them.
-COMMON_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "VLLM_API_KEY",
-                     "VLMHB_API_KEY")
+COMMON_SECRET_ENV = (
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "OPENAI_API_KEY",
+    "VLLM_API_KEY",
+    "VLMHB_API_KEY",
+)
 #: A key named by ``api_key_env`` must be at least this long; ambient ones get a warning.
 MIN_KEY_LENGTH = 8
 _MIN_MASKED = 4  # shorter values are not masked: they would erase letters from every answer
@@ -35,8 +40,14 @@ _secrets: list[str] = []  # every masked form, longest first
 
 def _forms(value: str) -> set[str]:
     """The value as it may appear in text: raw, JSON-escaped, repr-escaped, URL-encoded."""
-    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-            repr(value)[1:-1], quote(value, safe=""), quote_plus(value, safe="")}
+    return {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
 
 
 def register_env(names: Iterable[str]) -> list[str]:
@@ -58,15 +69,20 @@ def register_env(names: Iterable[str]) -> list[str]:
         if not value:
             continue
         if len(value) < _MIN_MASKED:
-            warnings.append(f"{name} is only {len(value)} characters long: too short to be "
-                            f"masked (it would mask ordinary text), so it is NOT masked")
+            warnings.append(
+                f"{name} is only {len(value)} characters long: too short to be "
+                f"masked (it would mask ordinary text), so it is NOT masked"
+            )
             continue
         if len(value) < MIN_KEY_LENGTH:
-            warnings.append(f"{name} is only {len(value)} characters long: too short to be "
-                            f"masked reliably; it is masked anyway, which may also mask "
-                            f"ordinary text in answers and reports")
-        _secrets.extend(form for form in _forms(value)
-                        if len(form) >= _MIN_MASKED and form not in _secrets)
+            warnings.append(
+                f"{name} is only {len(value)} characters long: too short to be "
+                f"masked reliably; it is masked anyway, which may also mask "
+                f"ordinary text in answers and reports"
+            )
+        _secrets.extend(
+            form for form in _forms(value) if len(form) >= _MIN_MASKED and form not in _secrets
+        )
     _secrets.sort(key=len, reverse=True)  # a key containing another is masked whole
     return warnings
 
@@ -80,8 +96,10 @@ def check_api_key_env(name: str) -> str | None:
     value = os.environ.get(name)
     if not value or len(value) >= MIN_KEY_LENGTH:
         return None
-    return (f"api_key_env {name}: the key is {len(value)} characters long; at least "
-            f"{MIN_KEY_LENGTH} are required so that it can be masked reliably in logs and reports")
+    return (
+        f"api_key_env {name}: the key is {len(value)} characters long; at least "
+        f"{MIN_KEY_LENGTH} are required so that it can be masked reliably in logs and reports"
+    )
 
 
 def max_secret_bytes() -> int:
@@ -110,7 +128,7 @@ def redact_then_truncate(text: str, limit: int, *, keep: Literal["head", "tail"]
     text = redact(text)
     if len(text) <= limit:
         return text
-    return text[:limit] + CUT if keep == "head" else CUT + text[len(text) - limit:]
+    return text[:limit] + CUT if keep == "head" else CUT + text[len(text) - limit :]
 
 
 def redact_file(path: Path) -> None:

@@ -27,8 +27,19 @@ from .tasks.hub import is_dataset_source, parse_source
 from .tasks.presets import Preset, load_preset
 
 UNITS = {"percent": 100.0, "per_1000": 1000.0}
-COLUMNS = ("case_id", "model", "benchmark", "split", "n", "measured", "reference", "unit",
-           "delta", "status", "source")
+COLUMNS = (
+    "case_id",
+    "model",
+    "benchmark",
+    "split",
+    "n",
+    "measured",
+    "reference",
+    "unit",
+    "delta",
+    "status",
+    "source",
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,17 @@ def parse_reference_scores(text: str) -> list[ReferenceScore]:
     for row in csv.DictReader(io.StringIO(text)):
         if row["unit"] not in UNITS:
             raise ValueError(f"unknown unit {row['unit']!r} (allowed: {', '.join(UNITS)})")
-        out.append(ReferenceScore(row["model"], row["benchmark"], row["split"],
-                                  float(row["score"]), row["unit"], row["scored_by"],
-                                  row["source"]))
+        out.append(
+            ReferenceScore(
+                row["model"],
+                row["benchmark"],
+                row["split"],
+                float(row["score"]),
+                row["unit"],
+                row["scored_by"],
+                row["source"],
+            )
+        )
     return out
 
 
@@ -89,23 +108,31 @@ def _number(value: Cell) -> float | None:
     return None if value is None or isinstance(value, str) else value
 
 
-def _row(case: Case, preset: Preset, split: str, summary: Mapping[str, Cell],
-         ref: ReferenceScore | None) -> dict[str, Cell]:
+def _row(
+    case: Case, preset: Preset, split: str, summary: Mapping[str, Cell], ref: ReferenceScore | None
+) -> dict[str, Cell]:
     metric = next((m for m in preset.metrics if m in case.task.metrics), case.task.metrics[0])
     fraction = _number(summary.get(metric))
     unit = ref.unit if ref is not None else "percent"
     measured = None if fraction is None else round(fraction * UNITS[unit], 2)
     n = _number(summary.get("n")) or 0
-    row: dict[str, Cell] = {"case_id": case.id, "model": case.model.name,
-                            "benchmark": preset.benchmark, "split": split,
-                            "n": f"{summary.get('n', 0)}/{preset.size}",
-                            "measured": measured, "unit": unit}
+    row: dict[str, Cell] = {
+        "case_id": case.id,
+        "model": case.model.name,
+        "benchmark": preset.benchmark,
+        "split": split,
+        "n": f"{summary.get('n', 0)}/{preset.size}",
+        "measured": measured,
+        "unit": unit,
+    }
     if ref is None:
         return {**row, "status": "no published score for this model"}
     row.update(reference=ref.score, source=ref.source)
     if ref.scored_by != "local":
-        row["status"] = (f"not compared: published on {ref.split}, scored by the "
-                         f"benchmark's {ref.scored_by}; this run measured {split}")
+        row["status"] = (
+            f"not compared: published on {ref.split}, scored by the "
+            f"benchmark's {ref.scored_by}; this run measured {split}"
+        )
     elif ref.split != split:
         row["status"] = f"not compared: published on {ref.split}, this run measured {split}"
     elif measured is not None:
@@ -126,8 +153,10 @@ def reference_rows(plan: Plan, rows: Sequence[Mapping[str, Cell]]) -> list[dict[
         preset = load_preset(case.task.preset)
         split = measured_split(case, preset)
         refs: list[ReferenceScore | None] = [
-            r for r in reference_scores()
-            if r.benchmark == preset.benchmark and same_model(case, r.model)]
+            r
+            for r in reference_scores()
+            if r.benchmark == preset.benchmark and same_model(case, r.model)
+        ]
         for ref in refs or [None]:
             out.append(_row(case, preset, split, summaries[case.id], ref))
     return out
@@ -136,14 +165,18 @@ def reference_rows(plan: Plan, rows: Sequence[Mapping[str, Cell]]) -> list[dict[
 Table = Callable[[Sequence[str], Iterable[Mapping[str, object]]], list[str]]
 
 
-def reference_section(plan: Plan, rows: Sequence[Mapping[str, Cell]], table: Table
-                      ) -> list[str]:
+def reference_section(plan: Plan, rows: Sequence[Mapping[str, Cell]], table: Table) -> list[str]:
     """report.md lines: measured vs published scores of the preset cases ([] if none)."""
     found = reference_rows(plan, rows)
     if not found:
         return []
-    return ["## Public benchmarks", "",
-            "Measured scores of the preset tasks next to published ones (same model, "
-            "benchmark and split; the measured value in the reference's unit). Figures "
-            "from a test split scored by a remote server are listed, never compared.", "",
-            *table(COLUMNS, found), ""]
+    return [
+        "## Public benchmarks",
+        "",
+        "Measured scores of the preset tasks next to published ones (same model, "
+        "benchmark and split; the measured value in the reference's unit). Figures "
+        "from a test split scored by a remote server are listed, never compared.",
+        "",
+        *table(COLUMNS, found),
+        "",
+    ]

@@ -43,8 +43,10 @@ def _loaded(group: str, name: str, entry: Any) -> Any:
     try:
         return entry.load()
     except Exception as exc:
-        raise ConfigError(f"{group} entry point {name!r} ({entry.value}) failed to load: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise ConfigError(
+            f"{group} entry point {name!r} ({entry.value}) failed to load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def clear() -> None:

@@ -81,16 +81,20 @@ def ordered_records(plan: Plan, results: RunResults) -> list[tuple[Case, list[Re
     out = []
     for case in plan.cases:
         position = {s.id: i for i, s in enumerate(plan.samples[case.id])}
-        recs = sorted(results.records.get(case.id, []),
-                      key=lambda r: _sample_rank(position, r["sample_id"]))
+        recs = sorted(
+            results.records.get(case.id, []), key=lambda r: _sample_rank(position, r["sample_id"])
+        )
         out.append((case, recs))
     return out
 
 
 def case_rows(plan: Plan, results: RunResults) -> list[CaseRow]:
     """metrics.csv rows of the cases that ran."""
-    return [summarize_case(case, recs, results.case_info.get(case.id))
-            for case, recs in ordered_records(plan, results) if recs]
+    return [
+        summarize_case(case, recs, results.case_info.get(case.id))
+        for case, recs in ordered_records(plan, results)
+        if recs
+    ]
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
@@ -149,24 +153,35 @@ def agreement_rows(plan: Plan, results: RunResults) -> list[dict[str, Cell]]:
     rows: list[dict[str, Cell]] = []
     for (model, task), cases in groups.items():
         for i, first in enumerate(cases):
-            for second in cases[i + 1:]:
+            for second in cases[i + 1 :]:
                 if first.backend == second.backend:
                     continue
-                a = {r["sample_id"]: r for r in results.records.get(first.id, [])
-                     if not r["error"]}
-                b = {r["sample_id"]: r for r in results.records.get(second.id, [])
-                     if not r["error"]}
+                a = {r["sample_id"]: r for r in results.records.get(first.id, []) if not r["error"]}
+                b = {
+                    r["sample_id"]: r for r in results.records.get(second.id, []) if not r["error"]
+                }
                 common = [sid for sid in a if sid in b]
-                with_ids = [sid for sid in common
-                            if a[sid]["token_ids"] is not None and b[sid]["token_ids"] is not None]
-                rows.append({
-                    "model": model, "task": task,
-                    "backends": f"{first.backend} ({first.id}) vs {second.backend} ({second.id})",
-                    "samples": len(common),
-                    "text_agreement": _share([(a[s]["answer"], b[s]["answer"]) for s in common]),
-                    "token_id_agreement": _share([(a[s]["token_ids"], b[s]["token_ids"])
-                                                  for s in with_ids]),
-                })
+                with_ids = [
+                    sid
+                    for sid in common
+                    if a[sid]["token_ids"] is not None and b[sid]["token_ids"] is not None
+                ]
+                rows.append(
+                    {
+                        "model": model,
+                        "task": task,
+                        "backends": (
+                            f"{first.backend} ({first.id}) vs {second.backend} ({second.id})"
+                        ),
+                        "samples": len(common),
+                        "text_agreement": _share(
+                            [(a[s]["answer"], b[s]["answer"]) for s in common]
+                        ),
+                        "token_id_agreement": _share(
+                            [(a[s]["token_ids"], b[s]["token_ids"]) for s in with_ids]
+                        ),
+                    }
+                )
     return rows
 
 
@@ -184,8 +199,15 @@ def _table(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> list
     return lines
 
 
-_PERF = ("ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms", "tpot_mean_ms", "requests_per_s",
-         "output_tokens_per_s", "peak_memory_mb")
+_PERF = (
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "e2e_p50_ms",
+    "tpot_mean_ms",
+    "requests_per_s",
+    "output_tokens_per_s",
+    "peak_memory_mb",
+)
 
 
 def _subscore_lines(plan: Plan, results: RunResults) -> list[str]:
@@ -194,12 +216,20 @@ def _subscore_lines(plan: Plan, results: RunResults) -> list[str]:
     found = [(case, rows) for case, rows in found if rows]
     if not found:
         return []
-    lines = ["## Sub-scores", "",
-             "Each metric per sample category (e.g. ChartQA human/augmented split, OCRBench "
-             "question type); the case table above has the overall figure.", ""]
+    lines = [
+        "## Sub-scores",
+        "",
+        "Each metric per sample category (e.g. ChartQA human/augmented split, OCRBench "
+        "question type); the case table above has the overall figure.",
+        "",
+    ]
     for case, rows in found:
-        lines += [f"### {case.id}", "",
-                  *_table(["category", "n", "errors", *case.task.metrics], rows), ""]
+        lines += [
+            f"### {case.id}",
+            "",
+            *_table(["category", "n", "errors", *case.task.metrics], rows),
+            "",
+        ]
     return lines
 
 
@@ -210,8 +240,11 @@ def _skipped_lines(skipped: Sequence[str]) -> list[str]:
     """The note on results-store lines that could not be used."""
     if not skipped:
         return []
-    lines = [f"{len(skipped)} store line{'s' * (len(skipped) != 1)} skipped (torn, not JSON "
-             "or not a record of the expected shape; those samples are missing here):", ""]
+    lines = [
+        f"{len(skipped)} store line{'s' * (len(skipped) != 1)} skipped (torn, not JSON "
+        "or not a record of the expected shape; those samples are missing here):",
+        "",
+    ]
     lines += [f"- {line}" for line in skipped[:_MAX_SKIPPED_SHOWN]]
     if len(skipped) > _MAX_SKIPPED_SHOWN:
         lines.append(f"- ... and {len(skipped) - _MAX_SKIPPED_SHOWN} more")
@@ -220,76 +253,126 @@ def _skipped_lines(skipped: Sequence[str]) -> list[str]:
 
 def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> str:
     by_case = {c.id: c for c in plan.cases}
-    lines = ["# VLMHyperBench report", "",
-             f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by "
-             f"pytest-vlmhb {version('pytest-vlmhb')} on Python {platform.python_version()}.",
-             ""]
+    lines = [
+        "# VLMHyperBench report",
+        "",
+        f"Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} by "
+        f"pytest-vlmhb {version('pytest-vlmhb')} on Python {platform.python_version()}.",
+        "",
+    ]
     total = sum(len(r) for r in results.records.values())
     reused = sum(bool(rec.get("reused")) for r in results.records.values() for rec in r)
     if reused:
-        lines += [f"Resumed: {reused} of {total} samples reused from the stored results "
-                  f"(--vlmhb-resume); {total - reused} answered in this run.", ""]
+        lines += [
+            f"Resumed: {reused} of {total} samples reused from the stored results "
+            f"(--vlmhb-resume); {total - reused} answered in this run.",
+            "",
+        ]
     cells = [case_cells(r) for r in rows]
     for task_type in _unique(c.task.type for c in plan.cases):
-        task_rows = [(r, c) for r, c in zip(rows, cells, strict=True)
-                     if by_case[r["case_id"]].task.type == task_type]
+        task_rows = [
+            (r, c)
+            for r, c in zip(rows, cells, strict=True)
+            if by_case[r["case_id"]].task.type == task_type
+        ]
         if not task_rows:
             continue
         metrics = _unique(m for r, _ in task_rows for m in by_case[r["case_id"]].task.metrics)
         lines += [f"## {task_type}", ""]
-        lines += _table(["case_id", "model", "backend", "launcher", "n", "errors",
-                         *metrics, *_PERF], [c for _, c in task_rows])
+        lines += _table(
+            ["case_id", "model", "backend", "launcher", "n", "errors", *metrics, *_PERF],
+            [c for _, c in task_rows],
+        )
         lines.append("")
     lines += _skipped_lines(results.store_skipped)
     lines += _subscore_lines(plan, results)
     lines += reference_section(plan, cells, _table)
     agreement = agreement_rows(plan, results)
     if agreement:
-        lines += ["## Backend agreement", "",
-                  "Share of samples whose answers are identical across backends "
-                  "(same model and task).", ""]
-        lines += _table(["model", "task", "backends", "samples", "text_agreement",
-                         "token_id_agreement"], agreement)
+        lines += [
+            "## Backend agreement",
+            "",
+            "Share of samples whose answers are identical across backends (same model and task).",
+            "",
+        ]
+        lines += _table(
+            ["model", "task", "backends", "samples", "text_agreement", "token_id_agreement"],
+            agreement,
+        )
         lines.append("")
     checked = [r for r in rows if r["server_generation_tokens"] is not None]
     if checked:
-        lines += ["## Server cross-check", "",
-                  "Completion tokens the client counted (from `usage`) against the "
-                  "server's own /metrics for the case.", ""]
-        lines += _table(["case_id", "client_completion_tokens", "server_generation_tokens",
-                         "ttft_p50_ms", "server_ttft_mean_ms", "server_mean_batch",
-                         "server_max_running", "status"],
-                        [{**case_cells(r), "status": token_mismatch(r) or "match"}
-                         for r in checked])
+        lines += [
+            "## Server cross-check",
+            "",
+            "Completion tokens the client counted (from `usage`) against the "
+            "server's own /metrics for the case.",
+            "",
+        ]
+        lines += _table(
+            [
+                "case_id",
+                "client_completion_tokens",
+                "server_generation_tokens",
+                "ttft_p50_ms",
+                "server_ttft_mean_ms",
+                "server_mean_batch",
+                "server_max_running",
+                "status",
+            ],
+            [{**case_cells(r), "status": token_mismatch(r) or "match"} for r in checked],
+        )
         lines.append("")
     if plan.baseline is not None:
-        figures = [*_unique(m for c in plan.cases for m in c.task.metrics), *LATENCY_COLUMNS,
-                   "requests_per_s"]
-        lines += ["## Baseline comparison", "",
-                  "Delta = this run - the baseline metrics.csv; cases without a baseline "
-                  "row are new and not compared.", ""]
-        lines += _table(["case_id", "figure", "baseline", "now", "delta", "status"],
-                        comparison_rows(rows, plan.baseline, figures))
+        figures = [
+            *_unique(m for c in plan.cases for m in c.task.metrics),
+            *LATENCY_COLUMNS,
+            "requests_per_s",
+        ]
+        lines += [
+            "## Baseline comparison",
+            "",
+            "Delta = this run - the baseline metrics.csv; cases without a baseline "
+            "row are new and not compared.",
+            "",
+        ]
+        lines += _table(
+            ["case_id", "figure", "baseline", "now", "delta", "status"],
+            comparison_rows(rows, plan.baseline, figures),
+        )
         lines.append("")
     if results.gates:
         lines += ["## Gates", ""]
-        lines += _table(["case_id", "threshold", "result", "detail"], [
-            {"case_id": g.case_id, "threshold": g.threshold,
-             "result": "pass" if g.passed else "FAIL", "detail": g.message}
-            for g in results.gates])
+        lines += _table(
+            ["case_id", "threshold", "result", "detail"],
+            [
+                {
+                    "case_id": g.case_id,
+                    "threshold": g.threshold,
+                    "result": "pass" if g.passed else "FAIL",
+                    "detail": g.message,
+                }
+                for g in results.gates
+            ],
+        )
         lines.append("")
     lines += ["## Provenance", ""]
     prov = []
     for case in plan.cases:
         server = results.case_info.get(case.id, {}).get("server", {})
         packages = ", ".join(f"{k} {v}" for k, v in server.get("packages", {}).items())
-        prov.append({
-            "case_id": case.id, "model source": case.model.source, "backend": case.backend,
-            "launcher": case.launcher,
-            "server args": " ".join(case.model.server_args) or "(none)",
-            "server packages": packages or "(unknown)",
-            "task data": case.task.data, "dataset sha256": dataset_hash(plan, case),
-        })
+        prov.append(
+            {
+                "case_id": case.id,
+                "model source": case.model.source,
+                "backend": case.backend,
+                "launcher": case.launcher,
+                "server args": " ".join(case.model.server_args) or "(none)",
+                "server packages": packages or "(unknown)",
+                "task data": case.task.data,
+                "dataset sha256": dataset_hash(plan, case),
+            }
+        )
     lines += _table(list(prov[0]) if prov else [], prov)
     lines.append("")
     return "\n".join(lines)
@@ -304,17 +387,22 @@ def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[CaseRow
     """
     output.mkdir(parents=True, exist_ok=True)
     metric_names = _unique(m for c in plan.cases for m in c.task.metrics)
-    answers = [answer_cells(r, metric_names)
-               for _, recs in ordered_records(plan, results) for r in recs]
+    answers = [
+        answer_cells(r, metric_names) for _, recs in ordered_records(plan, results) for r in recs
+    ]
     rows = case_rows(plan, results)
-    atomic_write_files({
-        output / "answers.csv": encode_text(csv_text(answer_columns(metric_names), answers)),
-        output / "metrics.csv": encode_text(csv_text(case_columns(metric_names),
-                                                     [case_cells(r) for r in rows])),
-        output / "report.md": encode_text(redact(render_report(plan, results, rows))),
-        output / "benchmark.json": encode_text(
-            benchmark_json_text(ordered_records(plan, results))),
-    })
+    atomic_write_files(
+        {
+            output / "answers.csv": encode_text(csv_text(answer_columns(metric_names), answers)),
+            output / "metrics.csv": encode_text(
+                csv_text(case_columns(metric_names), [case_cells(r) for r in rows])
+            ),
+            output / "report.md": encode_text(redact(render_report(plan, results, rows))),
+            output / "benchmark.json": encode_text(
+                benchmark_json_text(ordered_records(plan, results))
+            ),
+        }
+    )
     return rows
 
 
@@ -322,11 +410,12 @@ def summary_lines(plan: Plan, rows: Sequence[CaseRow]) -> list[str]:
     """A short table for the end of the terminal output."""
     by_case = {c.id: c for c in plan.cases}
     width = max([len(r["case_id"]) for r in rows] + [7])
-    out = [f"{'case':<{width}}  {'n':>4} {'err':>4}  {'score':<24} {'ttft p50':>9} "
-           f"{'req/s':>7}"]
+    out = [f"{'case':<{width}}  {'n':>4} {'err':>4}  {'score':<24} {'ttft p50':>9} {'req/s':>7}"]
     for r in rows:
         metrics = by_case[r["case_id"]].task.metrics
         score = f"{metrics[0]}={_fmt(r['metrics'].get(metrics[0]))}" if metrics else "-"
-        out.append(f"{r['case_id']:<{width}}  {r['n']:>4} {r['errors']:>4}  {score:<24} "
-                   f"{_fmt(r['ttft_p50_ms']):>9} {_fmt(r['requests_per_s']):>7}")
+        out.append(
+            f"{r['case_id']:<{width}}  {r['n']:>4} {r['errors']:>4}  {score:<24} "
+            f"{_fmt(r['ttft_p50_ms']):>9} {_fmt(r['requests_per_s']):>7}"
+        )
     return out

@@ -42,8 +42,9 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="vlmhb-loop",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="vlmhb-loop", daemon=True
+        )
         self._thread.start()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -148,8 +149,10 @@ class CaseRun:
         if code is None:
             return None
         tail = log_tail(server.log_path) if server.log_path else "(no log)"
-        return ServerError(f"the server exited with code {code} during case {self.case.id}; "
-                           f"log {server.log_path}:\n{tail}")
+        return ServerError(
+            f"the server exited with code {code} during case {self.case.id}; "
+            f"log {server.log_path}:\n{tail}"
+        )
 
     async def _death_within(self, server: RunningServer, seconds: float) -> ServerError | None:
         """After a failed request: give a dying server a moment to be reaped (no wait
@@ -179,20 +182,29 @@ class CaseRun:
                 return False
             return True
 
-    async def _send(self, session: aiohttp.ClientSession, sample: Sample,
-                    server: RunningServer) -> Completion:
+    async def _send(
+        self, session: aiohttp.ClientSession, sample: Sample, server: RunningServer
+    ) -> Completion:
         """One sample's request, retried on connection errors, 429 and 503."""
         if sample.error:
             raise SampleError(sample.error)
         build = (self.case, sample, server.served_name, self.backend)
-        body = (request_body(*build) if _small_file(sample.image)
-                else await asyncio.to_thread(request_body, *build))  # keep the loop responsive
+        body = (
+            request_body(*build)
+            if _small_file(sample.image)
+            else await asyncio.to_thread(request_body, *build)
+        )  # keep the loop responsive
         # A plain loop, not a retry library: profiled on this hot path, tenacity's
         # per-attempt bookkeeping cost half as much CPU as the streaming request itself.
         for attempt in range(self.case.max_retries + 1):
             try:
-                return await stream_chat(session, server.base_url + "/chat/completions", body,
-                                         server.headers, self.case.request_timeout)
+                return await stream_chat(
+                    session,
+                    server.base_url + "/chat/completions",
+                    body,
+                    server.headers,
+                    self.case.request_timeout,
+                )
             except RetryableError as exc:
                 dead = await self._death_within(server, 0.5)
                 if dead is not None:
@@ -207,10 +219,11 @@ class CaseRun:
 
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with full jitter before retry ``attempt + 1``."""
-        return random.uniform(0.0, min(self.retry_max_s, self.retry_initial_s * 2 ** attempt))
+        return random.uniform(0.0, min(self.retry_max_s, self.retry_initial_s * 2**attempt))
 
-    async def _one(self, session: aiohttp.ClientSession, sem: asyncio.Semaphore,
-                   sample: Sample) -> None:
+    async def _one(
+        self, session: aiohttp.ClientSession, sem: asyncio.Semaphore, sample: Sample
+    ) -> None:
         future = self.futures[sample.id]
         while True:
             server = self.server
@@ -237,8 +250,9 @@ class CaseRun:
         path = self.backend.metrics_path
         return self.server.root_url + path if path and self.backend.server_metrics else None
 
-    async def _watch(self, session: aiohttp.ClientSession, watch: ServerWatch,
-                     stop: asyncio.Event) -> None:
+    async def _watch(
+        self, session: aiohttp.ClientSession, watch: ServerWatch, stop: asyncio.Event
+    ) -> None:
         """Sample the server's gauges while the case runs."""
         while not stop.is_set():
             url = self._metrics_url()
@@ -289,8 +303,7 @@ class CaseRun:
 class Runtime:
     """Session state of one process (controller or xdist worker)."""
 
-    def __init__(self, settings: Settings, plan: Plan, progress: Progress,
-                 worker_id: str) -> None:
+    def __init__(self, settings: Settings, plan: Plan, progress: Progress, worker_id: str) -> None:
         self.settings = settings
         self.plan = plan
         self.progress = progress
@@ -313,19 +326,21 @@ class Runtime:
         if run is None:
             server = self.pool.get(case)
             backend: Backend = registry.load(registry.BACKENDS, case.backend)()
-            wanted = {sid for sid in sample_ids
-                      if record_key(case, self.plan.sample(case.id, sid)) not in self.reusable}
+            wanted = {
+                sid
+                for sid in sample_ids
+                if record_key(case, self.plan.sample(case.id, sid)) not in self.reusable
+            }
             samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
-            run = CaseRun(case, samples, server, backend,
-                          restart=lambda: self.pool.restart(case))
+            run = CaseRun(case, samples, server, backend, restart=lambda: self.pool.restart(case))
             run.start(self.event_loop())
             self.runs[case.id] = run
             self.pending[case.id] = set(wanted)
         return run
 
-    def run_sample(self, case_id: str, sample_id: str,
-                   scheduled: Callable[[], Sequence[str]]
-                   ) -> tuple[Record, CaseInfo | None]:
+    def run_sample(
+        self, case_id: str, sample_id: str, scheduled: Callable[[], Sequence[str]]
+    ) -> tuple[Record, CaseInfo | None]:
         """Answer, score and store one sample.
 
         Returns its record (``error`` set when it could not be answered) and,
@@ -352,9 +367,11 @@ class Runtime:
         except (SampleError, ServerError) as exc:
             error = str(exc)
         record: StoredRecord = {
-            **make_record(case, sample, completion, error,
-                          retries=run.retries.get(sample_id, 0) if run else 0),
-            "key": key}
+            **make_record(
+                case, sample, completion, error, retries=run.retries.get(sample_id, 0) if run else 0
+            ),
+            "key": key,
+        }
         self._store(record)
         info = None
         remaining = self.pending.get(case_id)
@@ -385,5 +402,3 @@ class Runtime:
         self.pool.stop()
         if self.loop is not None:
             self.loop.close()
-
-

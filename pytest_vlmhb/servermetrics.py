@@ -28,7 +28,7 @@ def gauge_value(text: str, name: str) -> float | None:
     """
     total, seen = 0.0, False
     for line in text.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
             total += float(line.rsplit(" ", 1)[1])
             seen = True
     return total if seen else None

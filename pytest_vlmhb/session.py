@@ -23,20 +23,21 @@ from .store import STORE_DIR, set_aside
 Progress = Callable[[str], None]
 
 
-def prepare(config: pytest.Config, settings: Settings, progress: Progress, *,
-            controller: bool) -> tuple[Plan, OutputLock | None]:
+def prepare(
+    config: pytest.Config, settings: Settings, progress: Progress, *, controller: bool
+) -> tuple[Plan, OutputLock | None]:
     """Validate everything and take the output dir; ConfigError on any problem.
 
     The controller (or a plain run) checks the output dir is writable and
     locks it; xdist workers share their controller's lock.
     """
     plan = load_plan(settings)
-    for warning in register_env(c.model.api_key_env for c in plan.cases
-                                if c.model.api_key_env):
+    for warning in register_env(c.model.api_key_env for c in plan.cases if c.model.api_key_env):
         progress(warning)
     if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
-        raise ConfigError(f"--vlmhb-rebuild-reports: no results store in "
-                          f"{settings.output / STORE_DIR}")
+        raise ConfigError(
+            f"--vlmhb-rebuild-reports: no results store in {settings.output / STORE_DIR}"
+        )
     if not controller:
         return plan, None
     check_writable(settings.output)
@@ -52,17 +53,20 @@ def set_previous_aside(settings: Settings, progress: Progress) -> None:
         return
     previous = set_aside(settings.output)
     if previous is not None:
-        progress(f"previous results kept in {previous} (use --vlmhb-resume to reuse them "
-                 "instead)")
+        progress(f"previous results kept in {previous} (use --vlmhb-resume to reuse them instead)")
 
 
 def _gates_status(results: RunResults) -> int:
-    return int(pytest.ExitCode.TESTS_FAILED if any(not g.passed for g in results.gates)
-               else pytest.ExitCode.OK)
+    return int(
+        pytest.ExitCode.TESTS_FAILED
+        if any(not g.passed for g in results.gates)
+        else pytest.ExitCode.OK
+    )
 
 
-def finish_outputs(settings: Settings, plan: Plan, results: RunResults
-                   ) -> tuple[list[CaseRow], list[str], int | None]:
+def finish_outputs(
+    settings: Settings, plan: Plan, results: RunResults
+) -> tuple[list[CaseRow], list[str], int | None]:
     """Write the outputs; (metrics rows, notes for the terminal, exit status to set).
 
     The exit status is None for a normal run (pytest's own outcome stands);
@@ -81,8 +85,10 @@ def finish_outputs(settings: Settings, plan: Plan, results: RunResults
         try:
             rows = write_outputs(settings.output, plan, results)
         except OSError as exc:
-            notes.append(f"could not write the outputs to {settings.output}: "
-                         f"{exc.strerror or exc}; the previous files are kept, and "
-                         "--vlmhb-rebuild-reports writes them from the results store")
+            notes.append(
+                f"could not write the outputs to {settings.output}: "
+                f"{exc.strerror or exc}; the previous files are kept, and "
+                "--vlmhb-rebuild-reports writes them from the results store"
+            )
             status = int(pytest.ExitCode.INTERNAL_ERROR)
     return rows, notes, status

@@ -32,20 +32,37 @@ from .records import CaseInfo, StoredRecord
 from .redact import redact
 from .tasks.manifest import Sample
 
-__all__ = ["STORE_DIR", "CaseLine", "ResultStore", "StoreContents", "StoredRecord",
-           "case_info_entry", "load_case_info", "load_records", "load_store", "record_key",
-           "set_aside"]
+__all__ = [
+    "STORE_DIR",
+    "CaseLine",
+    "ResultStore",
+    "StoreContents",
+    "StoredRecord",
+    "case_info_entry",
+    "load_case_info",
+    "load_records",
+    "load_store",
+    "record_key",
+    "set_aside",
+]
 
 
 def record_key(case: Case, sample: Sample) -> str:
     """What must match for a stored answer to stand for a new request."""
     identity = {
-        "model_source": case.model.source, "served_name": case.model.served_name,
+        "model_source": case.model.source,
+        "served_name": case.model.served_name,
         "server_args": list(case.model.server_args),
-        "requirements": list(case.model.requirements), "backend": case.backend,
-        "task": case.task.name, "task_type": case.task.type, "sample_id": sample.id,
-        "image": str(sample.image), "prompt": sample.prompt, "max_tokens": case.max_tokens,
-        "temperature": case.temperature, "request_params": case.request_params,
+        "requirements": list(case.model.requirements),
+        "backend": case.backend,
+        "task": case.task.name,
+        "task_type": case.task.type,
+        "sample_id": sample.id,
+        "image": str(sample.image),
+        "prompt": sample.prompt,
+        "max_tokens": case.max_tokens,
+        "temperature": case.temperature,
+        "request_params": case.request_params,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -78,8 +95,17 @@ _RECORD: Final = TypeAdapter(StoredRecord)
 _CASE_LINE: Final = TypeAdapter(CaseLine)
 #: Record fields the stores of earlier versions may lack, with the value each reads as.
 OLDER_RECORD_DEFAULTS: Final[dict[str, object]] = {
-    "model": "", "task": "", "backend": "", "launcher": "", "category": None, "prompt": None,
-    "reference": {}, "itl_ms": [], "prompt_tokens": None, "finish_reason": None, "retries": 0,
+    "model": "",
+    "task": "",
+    "backend": "",
+    "launcher": "",
+    "category": None,
+    "prompt": None,
+    "reference": {},
+    "itl_ms": [],
+    "prompt_tokens": None,
+    "finish_reason": None,
+    "retries": 0,
 }
 
 
@@ -215,11 +241,15 @@ class ResultStore:
             _write_all(self._fd, line)
         except OSError as exc:
             self.close()  # the next append reopens and starts a fresh line
-            hint = ("free some space, then " if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else "fix that, then ")
+            hint = (
+                "free some space, then "
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "fix that, then "
+            )
             raise OutputError(
                 f"cannot append to the results store {self.path}: {describe_os_error(exc)}; "
-                f"the records stored before are kept: {hint}rerun with --vlmhb-resume", exc
+                f"the records stored before are kept: {hint}rerun with --vlmhb-resume",
+                exc,
             ) from exc
 
     def close(self) -> None:

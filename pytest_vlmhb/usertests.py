@@ -67,13 +67,17 @@ def marker_args(item: pytest.Item) -> tuple[str, str, str | None] | None:
     if mark is None:
         return None
     if len(mark.args) != 1 or not isinstance(mark.args[0], str):
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.vlmhb_model takes one model "
-                                "name from models.csv, e.g. vlmhb_model(\"smolvlm\", "
-                                "backend=\"vllm\")")
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.vlmhb_model takes one model "
+            'name from models.csv, e.g. vlmhb_model("smolvlm", '
+            'backend="vllm")'
+        )
     unknown = set(mark.kwargs) - {"backend", "launcher"}
     if unknown:
-        raise pytest.UsageError(f"{item.nodeid}: vlmhb_model got unknown arguments "
-                                f"{', '.join(sorted(unknown))} (allowed: backend, launcher)")
+        raise pytest.UsageError(
+            f"{item.nodeid}: vlmhb_model got unknown arguments "
+            f"{', '.join(sorted(unknown))} (allowed: backend, launcher)"
+        )
     return mark.args[0], str(mark.kwargs.get("backend", "hf")), mark.kwargs.get("launcher")
 
 
@@ -89,23 +93,29 @@ def _launcher(model: ModelSpec, name: str | None, where: str) -> str:
     return cls.resolve(model)
 
 
-def _user_case(item: pytest.Item, plan: Plan, settings: Settings, rootpath: Path,
-               index: int) -> Case:
+def _user_case(
+    item: pytest.Item, plan: Plan, settings: Settings, rootpath: Path, index: int
+) -> Case:
     model_name, backend, launcher = marker_args(item) or ("", "hf", None)
     where = item.nodeid
     if plan.models_file is None:
-        raise pytest.UsageError(f"{where}: vlmhb_model needs a models.csv: pass "
-                                "--vlmhb-models=PATH (or --vlmhb-config next to one)")
+        raise pytest.UsageError(
+            f"{where}: vlmhb_model needs a models.csv: pass "
+            "--vlmhb-models=PATH (or --vlmhb-config next to one)"
+        )
     model = plan.models.get(model_name)
     if model is None:
         allowed = ", ".join(sorted(plan.models)) or "none"
-        raise pytest.UsageError(f"{where}: vlmhb_model: unknown model {model_name!r} in "
-                                f"{plan.models_file} (allowed: {allowed})")
+        raise pytest.UsageError(
+            f"{where}: vlmhb_model: unknown model {model_name!r} in "
+            f"{plan.models_file} (allowed: {allowed})"
+        )
     try:
         registry.load(registry.BACKENDS, backend, column="backend")
         if not model.endpoint:
-            check_source(model.source, model.base_dir, file=model.source_file,
-                         line=model.source_line)
+            check_source(
+                model.source, model.base_dir, file=model.source_file, line=model.source_line
+            )
     except ConfigError as exc:
         raise pytest.UsageError(f"{where}: vlmhb_model: {exc}") from None
     module = item.path.resolve()
@@ -113,18 +123,40 @@ def _user_case(item: pytest.Item, plan: Plan, settings: Settings, rootpath: Path
         shown = module.relative_to(rootpath.resolve()).as_posix()
     except ValueError:
         shown = module.as_posix()
-    task = TaskSpec(name=USER_TASK, type=USER_TASK, data=shown, prompt="", metrics=(),
-                    max_tokens=DEFAULT_MAX_TOKENS, base_dir=module.parent)
+    task = TaskSpec(
+        name=USER_TASK,
+        type=USER_TASK,
+        data=shown,
+        prompt="",
+        metrics=(),
+        max_tokens=DEFAULT_MAX_TOKENS,
+        base_dir=module.parent,
+    )
     return Case(
-        id=f"{model.name}:{shown}:{backend}", index=index, model=model, task=task,
-        backend=backend, launcher=_launcher(model, launcher, where), concurrency=1,
-        max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0, limit=None, request_params={},
-        request_timeout=settings.request_timeout, max_retries=2, max_restarts=0,
-        gauge_poll_s=0.0, thresholds=(), source_file=module, source_line=0)
+        id=f"{model.name}:{shown}:{backend}",
+        index=index,
+        model=model,
+        task=task,
+        backend=backend,
+        launcher=_launcher(model, launcher, where),
+        concurrency=1,
+        max_tokens=DEFAULT_MAX_TOKENS,
+        temperature=0.0,
+        limit=None,
+        request_params={},
+        request_timeout=settings.request_timeout,
+        max_retries=2,
+        max_restarts=0,
+        gauge_poll_s=0.0,
+        thresholds=(),
+        source_file=module,
+        source_line=0,
+    )
 
 
-def add_user_cases(items: Sequence[pytest.Item], plan: Plan, settings: Settings,
-                   rootpath: Path) -> Plan:
+def add_user_cases(
+    items: Sequence[pytest.Item], plan: Plan, settings: Settings, rootpath: Path
+) -> Plan:
     """The plan with a case per (model, backend, module) of the marked items; each
     marked item gets its case id in its stash and an ``xdist_group`` mark."""
     cases = {c.id: c for c in plan.cases}
@@ -134,8 +166,9 @@ def add_user_cases(items: Sequence[pytest.Item], plan: Plan, settings: Settings,
             continue
         case = _user_case(item, plan, settings, rootpath, len(cases))
         if case.id in cases and cases[case.id].task.type != USER_TASK:
-            raise pytest.UsageError(f"{item.nodeid}: case id {case.id!r} is also a "
-                                    "user_config.csv case")
+            raise pytest.UsageError(
+                f"{item.nodeid}: case id {case.id!r} is also a user_config.csv case"
+            )
         cases.setdefault(case.id, case)
         samples.setdefault(case.id, []).append(sample_for(cases[case.id], item.name))
         item.stash[USER_CASE] = case.id
@@ -156,8 +189,9 @@ def with_user_case(plan: Plan, case: Case) -> Plan:
 def sample_for(case: Case, sample_id: str, prompt: str = "") -> Sample:
     """The sample one call of a user test stands for (no reference: nothing is scored)."""
     module = case.model.base_dir if case.source_file is None else case.source_file
-    return Sample(id=sample_id, image=Path(module), prompt=prompt, reference={},
-                  manifest=Path(module))
+    return Sample(
+        id=sample_id, image=Path(module), prompt=prompt, reference={}, manifest=Path(module)
+    )
 
 
 def _image_parts(paths: Sequence[str | Path], base: Path) -> list[dict[str, Any]]:
@@ -168,8 +202,9 @@ def _image_parts(paths: Sequence[str | Path], base: Path) -> list[dict[str, Any]
     return parts
 
 
-async def _send(url: str, body: dict[str, Any], headers: dict[str, str],
-                timeout_s: float) -> Completion:
+async def _send(
+    url: str, body: dict[str, Any], headers: dict[str, str], timeout_s: float
+) -> Completion:
     async with aiohttp.ClientSession() as session:
         return await stream_chat(session, url, body, headers, timeout_s)
 
@@ -184,18 +219,31 @@ class Chat:
     calls: int = 0
     records: list[Record] = field(default_factory=list)
 
-    def __call__(self, prompt: str, *, image: str | Path | None = None,
-                 images: Sequence[str | Path] = (), max_tokens: int = DEFAULT_MAX_TOKENS,
-                 temperature: float = 0.0, **request_params: Any) -> Reply:
+    def __call__(
+        self,
+        prompt: str,
+        *,
+        image: str | Path | None = None,
+        images: Sequence[str | Path] = (),
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = 0.0,
+        **request_params: Any,
+    ) -> Reply:
         reserved = sorted(RESERVED_REQUEST_FIELDS & set(request_params))
         if reserved:
-            raise TypeError(f"vlmhb_chat: {', '.join(reserved)} cannot be set as request "
-                            "fields (max_tokens and temperature are arguments)")
+            raise TypeError(
+                f"vlmhb_chat: {', '.join(reserved)} cannot be set as request "
+                "fields (max_tokens and temperature are arguments)"
+            )
         self.calls += 1
         sample_id = self.item.name + (f"#{self.calls}" if self.calls > 1 else "")
-        case = self.case.model_copy(update={"max_tokens": max_tokens,
-                                            "temperature": temperature,
-                                            "request_params": request_params})
+        case = self.case.model_copy(
+            update={
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "request_params": request_params,
+            }
+        )
         sample = sample_for(case, sample_id, prompt)
         completion, error = self._ask(case, prompt, [*([image] if image else []), *images])
         record = make_record(case, sample, completion, error)
@@ -204,33 +252,50 @@ class Chat:
         self.item.stash[USER_RECORDS] = self.records
         for name in ("ttft_ms", "tpot_ms", "e2e_ms", "completion_tokens"):
             value = record[name]
-            self.item.user_properties.append((f"{sample_id} {name}", "" if value is None
-                                              else value))
+            self.item.user_properties.append(
+                (f"{sample_id} {name}", "" if value is None else value)
+            )
         if error:
-            pytest.fail(f"vlmhb_chat ({case.model.name} on {case.backend}): {error}",
-                        pytrace=False)
+            pytest.fail(f"vlmhb_chat ({case.model.name} on {case.backend}): {error}", pytrace=False)
         assert completion is not None
         raw = record["answer"] or ""
-        return Reply(text=remove_reasoning(raw), raw_text=raw,
-                     prompt_tokens=completion.prompt_tokens,
-                     completion_tokens=completion.completion_tokens,
-                     ttft_ms=record["ttft_ms"], tpot_ms=record["tpot_ms"],
-                     e2e_ms=record["e2e_ms"], finish_reason=completion.finish_reason)
+        return Reply(
+            text=remove_reasoning(raw),
+            raw_text=raw,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            ttft_ms=record["ttft_ms"],
+            tpot_ms=record["tpot_ms"],
+            e2e_ms=record["e2e_ms"],
+            finish_reason=completion.finish_reason,
+        )
 
-    def _ask(self, case: Case, prompt: str, images: list[str | Path]
-             ) -> tuple[Completion | None, str | None]:
+    def _ask(
+        self, case: Case, prompt: str, images: list[str | Path]
+    ) -> tuple[Completion | None, str | None]:
         try:
             server = self.runtime.pool.get(case)
             backend: Backend = registry.load(registry.BACKENDS, case.backend)()
-            content = [*_image_parts(images, self.item.path.parent),
-                       {"type": "text", "text": prompt}]
-            body = {"model": server.served_name,
-                    "messages": [{"role": "user", "content": content}],
-                    "max_tokens": case.max_tokens, "temperature": case.temperature,
-                    **backend.request_extras(), **case.request_params}
-            future = self.runtime.event_loop().submit(_send(
-                server.base_url + "/chat/completions", body, server.headers,
-                case.request_timeout))
+            content = [
+                *_image_parts(images, self.item.path.parent),
+                {"type": "text", "text": prompt},
+            ]
+            body = {
+                "model": server.served_name,
+                "messages": [{"role": "user", "content": content}],
+                "max_tokens": case.max_tokens,
+                "temperature": case.temperature,
+                **backend.request_extras(),
+                **case.request_params,
+            }
+            future = self.runtime.event_loop().submit(
+                _send(
+                    server.base_url + "/chat/completions",
+                    body,
+                    server.headers,
+                    case.request_timeout,
+                )
+            )
             return future.result(), None
         except StreamError as exc:
             return exc.partial, str(exc)

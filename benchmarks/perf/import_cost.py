@@ -25,17 +25,23 @@ from pathlib import Path
 
 def _run(folder: Path, *extra: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                    "-p", "no:cacheprovider", *extra], cwd=folder, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *extra],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
 def import_time_ms() -> float:
     """Cumulative ``-X importtime`` of the plugin module after pytest is imported."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
-                           "import pytest; import pytest_vlmhb.plugin"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest; import pytest_vlmhb.plugin"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for line in proc.stderr.splitlines():
         match = re.match(r"import time:\s+\d+ \|\s+(\d+) \| pytest_vlmhb\.plugin$", line)
         if match:
@@ -64,8 +70,7 @@ def main() -> None:
         "pytest_with_plugin_ms_median": round(statistics.median(on) * 1000.0, 1),
         "pytest_without_plugin_ms_median": round(statistics.median(off) * 1000.0, 1),
         "added_ms_median": round(statistics.median(deltas), 1),
-        "ratio_median": round(statistics.median(a / b for a, b in zip(on, off, strict=True)),
-                              3),
+        "ratio_median": round(statistics.median(a / b for a, b in zip(on, off, strict=True)), 3),
         "plugin_import_ms_median": round(statistics.median(imports), 1),
         "target_ms": 20.0,
     }

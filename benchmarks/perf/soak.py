@@ -58,15 +58,24 @@ def write_dataset(root: Path, samples: int, images: int) -> None:
         page.save(data / f"p{i:05d}.png")
     with (data / "m.jsonl").open("w") as manifest:
         for i in range(samples):
-            manifest.write(json.dumps({"id": f"s{i:05d}", "image": f"p{i % images:05d}.png",
-                                       "question": "What is the invoice number?",
-                                       "answers": [f"INVOICE {i % images:05d}"]}) + "\n")
+            manifest.write(
+                json.dumps(
+                    {
+                        "id": f"s{i:05d}",
+                        "image": f"p{i % images:05d}.png",
+                        "question": "What is the invoice number?",
+                        "answers": [f"INVOICE {i % images:05d}"],
+                    }
+                )
+                + "\n"
+            )
     (root / "test_vlmhb.py").write_text(SUITE)
     (root / "conftest.py").write_text(RSS_PROBE)
     (root / "models.csv").write_text("name,source\ntiny,builtin:tiny-idefics3\n")
     (root / "tasks.csv").write_text("name,type,data\nvqa,docvqa,data/m.jsonl\n")
     (root / "user_config.csv").write_text(
-        "model,task,backend,launcher,concurrency,max_tokens\ntiny,vqa,hf,local,8,8\n")
+        "model,task,backend,launcher,concurrency,max_tokens\ntiny,vqa,hf,local,8,8\n"
+    )
 
 
 def main() -> int:
@@ -81,29 +90,50 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.setdefault("VLMHB_CACHE", str(REPO / ".vlmhb-cache"))
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--vlmhb-config=user_config.csv", "--vlmhb-request-timeout=120"],
-                          cwd=root, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--vlmhb-config=user_config.csv",
+            "--vlmhb-request-timeout=120",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     out = root / "vlmhb-results"
     with (out / "answers.csv").open(newline="", encoding="utf-8") as f:
         answers = list(csv.DictReader(f))
-    stored = sum(1 for p in (out / "results").glob("*.jsonl")
-                 for line in p.read_text().splitlines() if '"key"' in line)
+    stored = sum(
+        1
+        for p in (out / "results").glob("*.jsonl")
+        for line in p.read_text().splitlines()
+        if '"key"' in line
+    )
     rss = json.loads((root / "rss.json").read_text())
     growth = rss["final_peak_rss_mb"] - rss["early_peak_rss_mb"]
     result = {
-        "samples": args.samples, "images": args.images, "pytest_exit": proc.returncode,
-        "answers_rows": len(answers), "stored_records": stored,
+        "samples": args.samples,
+        "images": args.images,
+        "pytest_exit": proc.returncode,
+        "answers_rows": len(answers),
+        "stored_records": stored,
         "errors": sum(1 for r in answers if r["error"]),
         "lost": args.samples - len({r["sample_id"] for r in answers if not r["error"]}),
         "early_peak_rss_mb": round(rss["early_peak_rss_mb"], 1),
         "final_peak_rss_mb": round(rss["final_peak_rss_mb"], 1),
-        "rss_growth_mb": round(growth, 1), "wall_s": round(wall, 1),
-        "samples_per_s": round(args.samples / wall, 1), "run_dir": str(root),
+        "rss_growth_mb": round(growth, 1),
+        "wall_s": round(wall, 1),
+        "samples_per_s": round(args.samples / wall, 1),
+        "run_dir": str(root),
     }
-    result["passed"] = (result["lost"] == 0 and stored >= args.samples
-                        and growth < RSS_LIMIT_MB)
+    result["passed"] = result["lost"] == 0 and stored >= args.samples and growth < RSS_LIMIT_MB
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     if proc.returncode != 0:

@@ -27,9 +27,16 @@ class HFBackend(Backend):
 
     def command(self, request: ServeRequest) -> list[str]:
         return [
-            request.python, "-m", "pytest_vlmhb.server",
-            "--model", request.model,
-            "--served-model-name", request.served_name,
-            "--host", request.host, "--port", str(request.port),
+            request.python,
+            "-m",
+            "pytest_vlmhb.server",
+            "--model",
+            request.model,
+            "--served-model-name",
+            request.served_name,
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
             *request.server_args,
         ]

@@ -15,9 +15,16 @@ class SGLangBackend(Backend):
 
     def command(self, request: ServeRequest) -> list[str]:
         return [
-            request.python, "-m", "sglang.launch_server",
-            "--model-path", request.model,
-            "--served-model-name", request.served_name,
-            "--host", request.host, "--port", str(request.port),
+            request.python,
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            request.model,
+            "--served-model-name",
+            request.served_name,
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
             *request.server_args,
         ]

@@ -58,13 +58,23 @@ class VLLMBackend(Backend):
 
     def command(self, request: ServeRequest) -> list[str]:
         return [
-            request.python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", request.model,
-            "--served-model-name", request.served_name,
-            "--host", request.host, "--port", str(request.port),
-            "--dtype", "auto" if _on_gpu(request.gpu) else "float32",
-            "--max-model-len", "2048",
-            "--limit-mm-per-prompt", '{"image":1}',
+            request.python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            request.model,
+            "--served-model-name",
+            request.served_name,
+            "--host",
+            request.host,
+            "--port",
+            str(request.port),
+            "--dtype",
+            "auto" if _on_gpu(request.gpu) else "float32",
+            "--max-model-len",
+            "2048",
+            "--limit-mm-per-prompt",
+            '{"image":1}',
             *request.server_args,
         ]
 
@@ -82,11 +92,15 @@ class VLLMBackend(Backend):
             return []
         worker_cpus = cpus_of(named[WORKER_NAME]) if WORKER_NAME in named else set()
         if worker_cpus and worker_cpus != cpus_of(core) and pin(core, worker_cpus):
-            return [f"moved vLLM's engine-core process {core} onto its worker's CPUs "
-                    f"{sorted(worker_cpus)}: its busy-wait starves the API server and "
-                    "the harness on the CPUs left to them"]
+            return [
+                f"moved vLLM's engine-core process {core} onto its worker's CPUs "
+                f"{sorted(worker_cpus)}: its busy-wait starves the API server and "
+                "the harness on the CPUs left to them"
+            ]
         if lower_priority(core, ENGINE_CORE_NICENESS):
-            return [f"lowered vLLM's engine-core process {core} to nice "
-                    f"{ENGINE_CORE_NICENESS}: its busy-wait starves other processes "
-                    "on a small CPU machine"]
+            return [
+                f"lowered vLLM's engine-core process {core} to nice "
+                f"{ENGINE_CORE_NICENESS}: its busy-wait starves other processes "
+                "on a small CPU machine"
+            ]
         return []

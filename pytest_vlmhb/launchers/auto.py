@@ -61,8 +61,9 @@ class AutoLauncher(Launcher):
         """docker when a daemon answers, else local (the same for every model)."""
         return resolve().launcher  # the module's cached choice
 
-    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
-              progress: Progress) -> RunningServer:
+    def start(
+        self, backend: Backend, model: ModelSpec, settings: Settings, progress: Progress
+    ) -> RunningServer:
         """Starts the server with the launcher picked (for direct use)."""
         launcher = load_launcher(self.resolve(model))()
         return launcher.start(backend, model, settings, progress)

@@ -62,8 +62,10 @@ def api_key(model: ModelSpec) -> str | None:
         return None
     key = os.environ.get(model.api_key_env)
     if not key:
-        raise ServerError(f"environment variable {model.api_key_env} (api_key_env of "
-                          f"model {model.name!r}) is not set")
+        raise ServerError(
+            f"environment variable {model.api_key_env} (api_key_env of "
+            f"model {model.name!r}) is not set"
+        )
     return key
 
 
@@ -77,8 +79,10 @@ def api_key_setup(backend: Backend, model: ModelSpec) -> tuple[dict[str, str], d
     if key is None:
         return {}, {}
     if backend.api_key_env_var is None:
-        raise ServerError(f"backend {backend.name!r} reads no API key from its environment; "
-                          f"remove api_key_env of model {model.name!r} or use launcher=external")
+        raise ServerError(
+            f"backend {backend.name!r} reads no API key from its environment; "
+            f"remove api_key_env of model {model.name!r} or use launcher=external"
+        )
     return {backend.api_key_env_var: key}, {"Authorization": f"Bearer {key}"}
 
 
@@ -102,9 +106,17 @@ def log_tail(path: Path | None, lines: int = 40) -> str:
         return "(no log)"
 
 
-def poll_until_healthy(url: str, exit_code: Callable[[], int | None], timeout_s: float,
-                       log: Path | None, progress: Progress, label: str, *,
-                       interval_s: float = 0.25, note_every_s: float = 15.0) -> None:
+def poll_until_healthy(
+    url: str,
+    exit_code: Callable[[], int | None],
+    timeout_s: float,
+    log: Path | None,
+    progress: Progress,
+    label: str,
+    *,
+    interval_s: float = 0.25,
+    note_every_s: float = 15.0,
+) -> None:
     """Poll ``url`` until it answers 200; the one startup wait of every launcher.
 
     ``exit_code`` is asked before each poll: the server's exit code once it has
@@ -117,8 +129,9 @@ def poll_until_healthy(url: str, exit_code: Callable[[], int | None], timeout_s:
     while True:
         code = exit_code()
         if code is not None:
-            raise ServerError(f"{label} exited with code {code} during startup; "
-                              f"log {log}:\n{log_tail(log)}")
+            raise ServerError(
+                f"{label} exited with code {code} during startup; log {log}:\n{log_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -127,8 +140,9 @@ def poll_until_healthy(url: str, exit_code: Callable[[], int | None], timeout_s:
             pass
         now = time.monotonic()
         if now - start > timeout_s:
-            raise ServerError(f"{label} not healthy after {timeout_s:g} s; "
-                              f"log {log}:\n{log_tail(log)}")
+            raise ServerError(
+                f"{label} not healthy after {timeout_s:g} s; log {log}:\n{log_tail(log)}"
+            )
         if now >= next_note:
             progress(f"{label}: still loading ({now - start:.0f} s; log {log})")
             next_note = now + note_every_s
@@ -164,12 +178,18 @@ class Launcher:
     def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
         """What :meth:`start` would ask the backend to serve, for the plan that
         ``--collect-only`` prints (the python and the port are placeholders)."""
-        return ServeRequest(python=f"<{cls.name} python>", model=model_path,
-                            served_name=model.served_name, host=HOST, port=0,
-                            server_args=model.server_args)
+        return ServeRequest(
+            python=f"<{cls.name} python>",
+            model=model_path,
+            served_name=model.served_name,
+            host=HOST,
+            port=0,
+            server_args=model.server_args,
+        )
 
-    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
-              progress: Progress) -> RunningServer:
+    def start(
+        self, backend: Backend, model: ModelSpec, settings: Settings, progress: Progress
+    ) -> RunningServer:
         """Start ``backend``'s server for ``model``; return once it is healthy."""
         raise NotImplementedError
 

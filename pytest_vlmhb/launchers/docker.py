@@ -66,8 +66,11 @@ def device_requests(gpus: str | None, gpus_per_worker: int | None, worker: int) 
     if split:
         return [DeviceRequest(device_ids=split.split(","), capabilities=[["gpu"]])]
     if gpus.startswith("device="):
-        return [DeviceRequest(device_ids=gpus.removeprefix("device=").split(","),
-                              capabilities=[["gpu"]])]
+        return [
+            DeviceRequest(
+                device_ids=gpus.removeprefix("device=").split(","), capabilities=[["gpu"]]
+            )
+        ]
     count = -1 if gpus == "all" else int(gpus)
     return [DeviceRequest(count=count, capabilities=[["gpu"]])]
 
@@ -77,8 +80,9 @@ class ServerReady(WaitStrategy):
     (:func:`poll_until_healthy`) on the published port, failing within a poll once
     the container exits, with its exit code and log tail."""
 
-    def __init__(self, url: str, follower: LogFollower, label: str, progress: Progress,
-                 timeout_s: float) -> None:
+    def __init__(
+        self, url: str, follower: LogFollower, label: str, progress: Progress, timeout_s: float
+    ) -> None:
         super().__init__()
         self.url, self.follower, self.label, self.progress = url, follower, label, progress
         self.with_startup_timeout(int(timeout_s)).with_poll_interval(0.25)
@@ -96,9 +100,15 @@ class ServerReady(WaitStrategy):
         return code
 
     def wait_until_ready(self, container: WaitStrategyTarget) -> None:
-        poll_until_healthy(self.url, lambda: self.exit_code(container), self._startup_timeout,
-                           self.follower.path, self.progress, self.label,
-                           interval_s=self._poll_interval)
+        poll_until_healthy(
+            self.url,
+            lambda: self.exit_code(container),
+            self._startup_timeout,
+            self.follower.path,
+            self.progress,
+            self.label,
+            interval_s=self._poll_interval,
+        )
 
 
 class ServerContainer(DockerContainer):
@@ -115,8 +125,7 @@ class ServerContainer(DockerContainer):
         return int(ports[f"{PORT}/tcp"][0]["HostPort"])
 
 
-def _build_builtin_in_container(model: ModelSpec, settings: Settings,
-                                progress: Progress) -> None:
+def _build_builtin_in_container(model: ModelSpec, settings: Settings, progress: Progress) -> None:
     """Build a built-in model with the hf image, so no local venv is needed."""
     name = model.source.removeprefix(BUILTIN_PREFIX)
     if name not in BUILTIN_MODELS:
@@ -129,34 +138,55 @@ def _build_builtin_in_container(model: ModelSpec, settings: Settings,
         if (out / ".complete").exists():
             return
         spec = select_image("hf", want_gpu=False)
-        tag = ensure_image(plan_build(spec, settings.cache, progress), settings.cache,
-                           progress, settings.output / "logs")
+        tag = ensure_image(
+            plan_build(spec, settings.cache, progress),
+            settings.cache,
+            progress,
+            settings.output / "logs",
+        )
         progress(f"building built-in model {name} into {out} (once, in {tag})")
         client = daemon.connect()
         container = client.containers.run(
-            tag, [spec.python, "-m", BUILTIN_MODELS[name], f"/models/{out.name}"],
-            detach=True, volumes={str(out.parent): {"bind": "/models", "mode": "rw"}},
-            labels={daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id()})
+            tag,
+            [spec.python, "-m", BUILTIN_MODELS[name], f"/models/{out.name}"],
+            detach=True,
+            volumes={str(out.parent): {"bind": "/models", "mode": "rw"}},
+            labels={daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id()},
+        )
         try:
             code = int(container.wait()["StatusCode"])
             logs = container.logs().decode(errors="replace")
         finally:
             container.remove(force=True)
         if code != 0 or not (out / ".complete").exists():
-            raise ServerError(f"building {name} in {tag} failed (exit {code}):\n"
-                              f"{redact_then_truncate(logs, 3000, keep='tail')}")
+            raise ServerError(
+                f"building {name} in {tag} failed (exit {code}):\n"
+                f"{redact_then_truncate(logs, 3000, keep='tail')}"
+            )
 
 
 def _start_reaper(container_id: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest_vlmhb.launchers.docker_reaper", daemon.owner_id(),
-         container_id],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "pytest_vlmhb.launchers.docker_reaper",
+            daemon.owner_id(),
+            container_id,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
-def _teardown(container: DockerContainer, reaper: subprocess.Popen[bytes] | None,
-              log: Path, gpu: GpuSampler | None) -> Callable[[], None]:
+def _teardown(
+    container: DockerContainer,
+    reaper: subprocess.Popen[bytes] | None,
+    log: Path,
+    gpu: GpuSampler | None,
+) -> Callable[[], None]:
     def stop() -> None:
         try:
             _remove(container)
@@ -167,6 +197,7 @@ def _teardown(container: DockerContainer, reaper: subprocess.Popen[bytes] | None
             if gpu is not None:
                 gpu.stop()
             redact_file(log)  # a server may have printed a key it was given
+
     return stop
 
 
@@ -187,8 +218,10 @@ def _remove(container: DockerContainer) -> None:
     except docker.errors.NotFound:  # already gone
         pass
     except docker.errors.APIError as exc:
-        raise ServerError(f"could not remove container {wrapped.short_id}: {exc}; "
-                          "its watchdog removes it when this run ends") from exc
+        raise ServerError(
+            f"could not remove container {wrapped.short_id}: {exc}; "
+            "its watchdog removes it when this run ends"
+        ) from exc
 
 
 class DockerLauncher(Launcher):
@@ -206,12 +239,18 @@ class DockerLauncher(Launcher):
     def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
         """As in the container: the model folder mounted, all interfaces, fixed port."""
         return ServeRequest(
-            python="<image python>", model=MODEL_MOUNT if Path(model_path).is_absolute()
-            else model_path, served_name=model.served_name, host="0.0.0.0", port=PORT,
-            server_args=model.server_args, gpu=bool(model.gpus))
+            python="<image python>",
+            model=MODEL_MOUNT if Path(model_path).is_absolute() else model_path,
+            served_name=model.served_name,
+            host="0.0.0.0",
+            port=PORT,
+            server_args=model.server_args,
+            gpu=bool(model.gpus),
+        )
 
-    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
-              progress: Progress) -> RunningServer:
+    def start(
+        self, backend: Backend, model: ModelSpec, settings: Settings, progress: Progress
+    ) -> RunningServer:
         problem = self.check_available()
         if problem:
             raise ServerError(problem)
@@ -219,28 +258,45 @@ class DockerLauncher(Launcher):
         spec: ImageSpec = select_image(backend.name, want_gpu=bool(model.gpus))
         logs = settings.output / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        tag = ensure_image(plan_build(spec, settings.cache, progress, model.requirements),
-                           settings.cache, progress, logs)
+        tag = ensure_image(
+            plan_build(spec, settings.cache, progress, model.requirements),
+            settings.cache,
+            progress,
+            logs,
+        )
         if model.source.startswith(BUILTIN_PREFIX):
             _build_builtin_in_container(model, settings, progress)
         model_path = resolve_model(model, settings.cache, progress)
         key_env, headers = api_key_setup(backend, model)
         is_dir = Path(model_path).is_dir()
-        cmd = backend.command(ServeRequest(
-            python=spec.python, model=MODEL_MOUNT if is_dir else model_path,
-            served_name=model.served_name, host="0.0.0.0", port=PORT,
-            server_args=model.server_args, gpu=bool(model.gpus)))
+        cmd = backend.command(
+            ServeRequest(
+                python=spec.python,
+                model=MODEL_MOUNT if is_dir else model_path,
+                served_name=model.served_name,
+                host="0.0.0.0",
+                port=PORT,
+                server_args=model.server_args,
+                gpu=bool(model.gpus),
+            )
+        )
         log = logs / f"{model.name}@{backend.name}@docker.log"
         label = f"{backend.name} server for {model.name} (image {tag})"
         container = ServerContainer(
-            tag, env={**backend.env(gpu=bool(model.gpus)), **key_env},
-            entrypoint=[cmd[0]], labels={
-                daemon.MANAGED_LABEL: "true", daemon.OWNER_LABEL: daemon.owner_id(),
+            tag,
+            env={**backend.env(gpu=bool(model.gpus)), **key_env},
+            entrypoint=[cmd[0]],
+            labels={
+                daemon.MANAGED_LABEL: "true",
+                daemon.OWNER_LABEL: daemon.owner_id(),
                 daemon.OUTPUT_LABEL: str(settings.output.resolve()),
-                daemon.SERVER_LABEL: f"{model.name}@{backend.name}"},
-            device_requests=device_requests(model.gpus, settings.gpus_per_worker,
-                                            settings.worker_index),
-            shm_size="1g")
+                daemon.SERVER_LABEL: f"{model.name}@{backend.name}",
+            },
+            device_requests=device_requests(
+                model.gpus, settings.gpus_per_worker, settings.worker_index
+            ),
+            shm_size="1g",
+        )
         container.with_command(cmd[1:])
         if is_dir:
             container.with_volume_mapping(model_path, MODEL_MOUNT, "ro")
@@ -262,8 +318,9 @@ class DockerLauncher(Launcher):
             gpu = GpuSampler(container_pids(wrapped)) if model.gpus else None
             stop = _teardown(container, reaper, log, gpu)
             url = f"http://{HOST}:{container.host_port()}"
-            ServerReady(url + backend.health_path, follower, label, progress,
-                        settings.startup_timeout).wait_until_ready(container)
+            ServerReady(
+                url + backend.health_path, follower, label, progress, settings.startup_timeout
+            ).wait_until_ready(container)
         except BaseException as exc:
             try:
                 stop()
@@ -275,13 +332,20 @@ class DockerLauncher(Launcher):
             progress(f"{label}: {line}")
         versions = wrapped.exec_run([spec.python, "-c", VERSIONS_SCRIPT]).output.decode()
         return RunningServer(
-            base_url=url + "/v1", root_url=url, served_name=model.served_name,
-            headers=headers, log_path=log, stop=stop, exit_code=follower.exit_code,
-            take_peaks=peaks_reader(stats.tracker,
-                                    gpu.tracker if gpu and gpu.available else None),
+            base_url=url + "/v1",
+            root_url=url,
+            served_name=model.served_name,
+            headers=headers,
+            log_path=log,
+            stop=stop,
+            exit_code=follower.exit_code,
+            take_peaks=peaks_reader(stats.tracker, gpu.tracker if gpu and gpu.available else None),
             provenance={
-                "source": model.source, "model_path": model_path, "image": tag,
-                "container": str(wrapped.short_id), "command": cmd[1:],
+                "source": model.source,
+                "model_path": model_path,
+                "image": tag,
+                "container": str(wrapped.short_id),
+                "command": cmd[1:],
                 "packages": parse_versions(versions),
             },
         )

@@ -45,8 +45,9 @@ MANAGED_LABEL = "org.vlmhb.managed"
 OWNER_LABEL = "org.vlmhb.owner"
 OUTPUT_LABEL = "org.vlmhb.output"
 SERVER_LABEL = "org.vlmhb.server"
-START_HINT = ("start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root) "
-              "or use launcher=local")
+START_HINT = (
+    "start one (e.g. `sudo systemctl start docker`, or `dockerd &` as root) or use launcher=local"
+)
 
 
 def _start_ticks(pid: int) -> str:
@@ -105,8 +106,11 @@ def daemon_status() -> tuple[bool, str]:
         finally:
             client.close()
     except Exception as exc:  # any failure means: no usable daemon
-        reason = (redact_then_truncate(str(exc).splitlines()[0], 200, keep="head") if str(exc)
-                  else type(exc).__name__)
+        reason = (
+            redact_then_truncate(str(exc).splitlines()[0], 200, keep="head")
+            if str(exc)
+            else type(exc).__name__
+        )
         return False, f"no Docker daemon answers ({reason})"
     return True, f"Docker {version} answers at {where}"
 
@@ -131,8 +135,7 @@ def sweep_orphans(progress: Progress) -> list[str]:
                 continue
             removed.append(container.name)
     if removed:
-        progress(f"removed {len(removed)} container(s) left by a killed run: "
-                 f"{', '.join(removed)}")
+        progress(f"removed {len(removed)} container(s) left by a killed run: {', '.join(removed)}")
     return removed
 
 

@@ -103,7 +103,8 @@ def load_specs(root: Path) -> tuple[ImageSpec, ...]:
     for toml in sorted(root.glob("*/image.toml")):
         for entry in tomllib.loads(toml.read_text()).get("image", []):
             fields: dict[str, Any] = {
-                k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+                k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()
+            }
             try:
                 specs.append(ImageSpec(folder=toml.parent, **fields))
             except TypeError as exc:
@@ -127,8 +128,10 @@ def select_image(backend: str, want_gpu: bool, root: Path | None = None) -> Imag
             return spec
     where = "with GPUs" if want_gpu else "without GPUs"
     have = ", ".join(f"{s.name} (gpu={s.gpu})" for s in specs) or "none"
-    raise ServerError(f"no container image for backend {backend!r} {where} under "
-                      f"{root or images_root()} (images: {have})")
+    raise ServerError(
+        f"no container image for backend {backend!r} {where} under "
+        f"{root or images_root()} (images: {have})"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,15 @@ class BuildInputs:
         ``cert``), ``VLMHB_IMAGE_WHEELS`` (folders, ``os.pathsep``-separated),
         pip's index URLs as build args."""
         base = os.environ.get("VLMHB_BASE_IMAGE") or (
-            LOCAL_BASE if image_id(LOCAL_BASE) else REGISTRY_BASE)
+            LOCAL_BASE if image_id(LOCAL_BASE) else REGISTRY_BASE
+        )
         ca = os.environ.get("VLMHB_EXTRA_CA_BUNDLE") or host_pip_cert()
-        wheels = [Path(p) for p in os.environ.get("VLMHB_IMAGE_WHEELS", "").split(os.pathsep)
-                  if p]
-        args = {k: os.environ[k] for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
-                if os.environ.get(k, "").startswith(("http://", "https://"))}
+        wheels = [Path(p) for p in os.environ.get("VLMHB_IMAGE_WHEELS", "").split(os.pathsep) if p]
+        args = {
+            k: os.environ[k]
+            for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+            if os.environ.get(k, "").startswith(("http://", "https://"))
+        }
         return cls(base, Path(ca) if ca else None, tuple(wheels), args)
 
 
@@ -163,8 +169,13 @@ def host_pip_cert() -> str | None:
 
     if os.environ.get("PIP_CERT"):
         return os.environ["PIP_CERT"]
-    files = ["/etc/xdg/pip/pip.conf", "/etc/pip.conf", "~/.pip/pip.conf",
-             "~/.config/pip/pip.conf", os.environ.get("PIP_CONFIG_FILE", "")]
+    files = [
+        "/etc/xdg/pip/pip.conf",
+        "/etc/pip.conf",
+        "~/.pip/pip.conf",
+        "~/.config/pip/pip.conf",
+        os.environ.get("PIP_CONFIG_FILE", ""),
+    ]
     cert = None
     for name in filter(None, files):
         parser = configparser.ConfigParser()
@@ -187,8 +198,11 @@ def image_id(tag: str) -> str | None:
 def _wheel_files(dirs: Sequence[Path]) -> Iterator[Path]:
     for folder in dirs:
         if folder.is_dir():
-            yield from sorted(p for p in folder.iterdir()
-                              if p.is_file() and p.name.endswith((".whl", ".tar.gz", ".zip")))
+            yield from sorted(
+                p
+                for p in folder.iterdir()
+                if p.is_file() and p.name.endswith((".whl", ".tar.gz", ".zip"))
+            )
 
 
 def _plugin_files() -> Iterator[Path]:
@@ -212,8 +226,12 @@ class BuildPlan:
             h.update(data)
 
         spec = self.spec
-        add("spec", json.dumps({**spec.__dict__, "folder": spec.folder.name},
-                               sort_keys=True, default=list).encode())
+        add(
+            "spec",
+            json.dumps(
+                {**spec.__dict__, "folder": spec.folder.name}, sort_keys=True, default=list
+            ).encode(),
+        )
         for path in sorted(p for p in spec.folder.rglob("*") if p.is_file()):
             if path.name != "README.md":
                 add(str(path.relative_to(spec.folder)), path.read_bytes())
@@ -272,16 +290,20 @@ def base_python(base_image: str, cache_dir: Path) -> str | None:
     known: dict[str, str] = json.loads(memo.read_text()) if memo.exists() else {}
     if ident not in known:
         out = connect().containers.run(
-            base_image, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            remove=True, labels={MANAGED_LABEL: "true"})
+            base_image,
+            ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            remove=True,
+            labels={MANAGED_LABEL: "true"},
+        )
         known[ident] = out.decode().strip()
         memo.parent.mkdir(parents=True, exist_ok=True)
         memo.write_text(json.dumps(known))
     return known[ident]
 
 
-def prefetch_wheels(requirements: Sequence[str], python: str, cache: Path,
-                    progress: Progress) -> Path | None:
+def prefetch_wheels(
+    requirements: Sequence[str], python: str, cache: Path, progress: Progress
+) -> Path | None:
     """Fill a wheel folder for ``requirements`` with the host's pip, once.
 
     The host's pip reads its own configuration (find-links such as a local
@@ -300,20 +322,38 @@ def prefetch_wheels(requirements: Sequence[str], python: str, cache: Path,
         if not (folder / ".complete").exists():
             progress(f"fetching wheels for the image build into {folder} (once)")
             proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--progress-bar", "off",
-                 "--dest", str(folder), *requirements],
-                capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--progress-bar",
+                    "off",
+                    "--dest",
+                    str(folder),
+                    *requirements,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
-                progress(f"wheel prefetch failed (the build downloads instead): "
-                         f"{(redact(proc.stderr).strip().splitlines() or [''])[-1]}")
+                progress(
+                    f"wheel prefetch failed (the build downloads instead): "
+                    f"{(redact(proc.stderr).strip().splitlines() or [''])[-1]}"
+                )
                 shutil.rmtree(folder, ignore_errors=True)
                 return None
             (folder / ".complete").write_text(json.dumps(sorted(requirements)) + "\n")
     return folder
 
 
-def plan_build(spec: ImageSpec, cache: Path, progress: Progress,
-               override: Sequence[str] = (), inputs: BuildInputs | None = None) -> BuildPlan:
+def plan_build(
+    spec: ImageSpec,
+    cache: Path,
+    progress: Progress,
+    override: Sequence[str] = (),
+    inputs: BuildInputs | None = None,
+) -> BuildPlan:
     """The build plan of ``spec``, with prefetched wheels added to its inputs."""
     inputs = inputs or BuildInputs.from_env()
     requirements = tuple(spec.pip_requirements(override))
@@ -335,9 +375,16 @@ def _stream_build(plan: BuildPlan, context: Path, log: Path, progress: Progress)
         args["BASE_IMAGE"] = plan.inputs.base_image
     failed = ""
     with log.open("w") as sink:
-        stream = client.api.build(path=str(context), tag=plan.tag, dockerfile=plan.spec.dockerfile,
-                                  buildargs=args, rm=True, forcerm=True, decode=True,
-                                  labels={MANAGED_LABEL: "true"})
+        stream = client.api.build(
+            path=str(context),
+            tag=plan.tag,
+            dockerfile=plan.spec.dockerfile,
+            buildargs=args,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            labels={MANAGED_LABEL: "true"},
+        )
         for chunk in stream:
             text = str(chunk.get("stream") or chunk.get("status") or "")
             if "error" in chunk:
@@ -347,21 +394,28 @@ def _stream_build(plan: BuildPlan, context: Path, log: Path, progress: Progress)
             sink.flush()
             for line in text.splitlines():
                 if line.startswith(_HEADLINES):
-                    progress(f"image {plan.spec.name}: "
-                             f"{redact_then_truncate(line.strip(), 120, keep='head')}")
+                    progress(
+                        f"image {plan.spec.name}: "
+                        f"{redact_then_truncate(line.strip(), 120, keep='head')}"
+                    )
     if failed or image_id(plan.tag) is None:
         tail = "\n".join(redact(log.read_text(errors="replace")).splitlines()[-TAIL_LINES:])
         hint = ""
         if plan.spec.python_base and image_id(plan.inputs.base_image) is None:
             script = bundled_images() / "base" / "build-base.sh"
-            hint = (f" (base image {plan.inputs.base_image} is not here: without a registry, "
-                    f"build one with {script})")
-        raise ServerError(f"building image {plan.tag} failed: {failed or 'no image'}{hint}; "
-                          f"build log {log}:\n{tail}")
+            hint = (
+                f" (base image {plan.inputs.base_image} is not here: without a registry, "
+                f"build one with {script})"
+            )
+        raise ServerError(
+            f"building image {plan.tag} failed: {failed or 'no image'}{hint}; "
+            f"build log {log}:\n{tail}"
+        )
 
 
-def ensure_image(plan: BuildPlan, cache: Path, progress: Progress,
-                 log_dir: Path | None = None) -> str:
+def ensure_image(
+    plan: BuildPlan, cache: Path, progress: Progress, log_dir: Path | None = None
+) -> str:
     """The plan's tag, building the image first if the daemon lacks it."""
     tag = plan.tag
     if image_id(tag):
@@ -389,8 +443,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_vlmhb.launchers.docker_images")
     parser.add_argument("command", choices=["build", "tag", "list", "root"])
     parser.add_argument("names", nargs="*")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="the vlmhb cache (default $VLMHB_CACHE, else the user cache dir)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the vlmhb cache (default $VLMHB_CACHE, else the user cache dir)",
+    )
     args = parser.parse_args(argv)
     cache = args.cache or _default_cache()
 

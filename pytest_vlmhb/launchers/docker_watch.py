@@ -25,8 +25,7 @@ class LogFollower:
         self.path = path
         self.code: int | None = None
         self.finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vlmhb-container-log",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="vlmhb-container-log", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -155,9 +154,9 @@ def container_pids(container: Any) -> Callable[[], list[int]]:
     return pids
 
 
-def peaks_reader(memory: PeakTracker, gpu: PeakTracker | None
-                 ) -> Callable[[], dict[str, float]]:
+def peaks_reader(memory: PeakTracker, gpu: PeakTracker | None) -> Callable[[], dict[str, float]]:
     """``RunningServer.take_peaks``: peaks since the previous call, in bytes."""
+
     def take() -> dict[str, float]:
         out: dict[str, float] = {}
         value = memory.take()

@@ -21,8 +21,9 @@ class ExternalLauncher(Launcher):
             return None
         return f"launcher 'external' needs an endpoint for model {model.name!r} in models.csv"
 
-    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
-              progress: Progress) -> RunningServer:
+    def start(
+        self, backend: Backend, model: ModelSpec, settings: Settings, progress: Progress
+    ) -> RunningServer:
         base = model.endpoint
         if not base:
             raise ServerError(str(self.check_model(model)))
@@ -31,6 +32,9 @@ class ExternalLauncher(Launcher):
         root = base.removesuffix("/v1")
         progress(f"using external endpoint {base} for {model.name} ({backend.name})")
         return RunningServer(
-            base_url=base, root_url=root, served_name=model.served_name, headers=headers,
+            base_url=base,
+            root_url=root,
+            served_name=model.served_name,
+            headers=headers,
             provenance={"endpoint": base, "source": model.source},
         )

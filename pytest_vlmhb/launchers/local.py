@@ -45,8 +45,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,
-                 progress: Progress, label: str) -> None:
+def wait_healthy(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    timeout_s: float,
+    progress: Progress,
+    label: str,
+) -> None:
     """:func:`poll_until_healthy` for a subprocess: fails fast if it dies."""
     poll_until_healthy(url, proc.poll, timeout_s, log, progress, label)
 
@@ -75,52 +81,80 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def start(self, backend: Backend, model: ModelSpec, settings: Settings,
-              progress: Progress) -> RunningServer:
+    def start(
+        self, backend: Backend, model: ModelSpec, settings: Settings, progress: Progress
+    ) -> RunningServer:
         requirements = list(model.requirements) or backend.requirements()
         if not requirements:
-            raise ServerError(f"backend {backend.name!r} cannot run locally; "
-                              "use launcher=external with an endpoint")
-        env_dir = ensure_env(settings.cache, backend.name, requirements, progress,
-                             backend.uninstall())
+            raise ServerError(
+                f"backend {backend.name!r} cannot run locally; "
+                "use launcher=external with an endpoint"
+            )
+        env_dir = ensure_env(
+            settings.cache, backend.name, requirements, progress, backend.uninstall()
+        )
         python = venv_python(env_dir)
         model_path = resolve_model(model, settings.cache, progress)
         key_env, headers = api_key_setup(backend, model)
         port = free_port()
-        cmd = backend.command(ServeRequest(
-            python=str(python), model=model_path, served_name=model.served_name,
-            host=HOST, port=port, server_args=model.server_args,
-        ))
+        cmd = backend.command(
+            ServeRequest(
+                python=str(python),
+                model=model_path,
+                served_name=model.served_name,
+                host=HOST,
+                port=port,
+                server_args=model.server_args,
+            )
+        )
         settings.output.mkdir(parents=True, exist_ok=True)
         log = settings.output / "logs" / f"{model.name}@{backend.name}@local.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         label = f"{backend.name} server for {model.name}"
         progress(f"starting {label} on {HOST}:{port} (log {log})")
         with log.open("ab") as sink:
-            proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    preexec_fn=_die_with_parent,
-                                    env={**clean_env(), **backend.env(), **key_env,
-                                         **gpu_env(settings.gpus_per_worker,
-                                                   settings.worker_index)})
+            proc = subprocess.Popen(
+                cmd,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                env={
+                    **clean_env(),
+                    **backend.env(),
+                    **key_env,
+                    **gpu_env(settings.gpus_per_worker, settings.worker_index),
+                },
+            )
         root = f"http://{HOST}:{port}"
         try:
-            wait_healthy(root + backend.health_path, proc, log, settings.startup_timeout,
-                         progress, label)
+            wait_healthy(
+                root + backend.health_path, proc, log, settings.startup_timeout, progress, label
+            )
         except BaseException:
             stop_process(proc)
             raise
         progress(f"{label} is up")
         for line in backend.after_ready(proc.pid):
             progress(f"{label}: {line}")
-        versions = subprocess.run([str(python), "-c", VERSIONS_SCRIPT], capture_output=True,
-                                  text=True, env=clean_env()).stdout
+        versions = subprocess.run(
+            [str(python), "-c", VERSIONS_SCRIPT], capture_output=True, text=True, env=clean_env()
+        ).stdout
         return RunningServer(
-            base_url=root + "/v1", root_url=root, served_name=model.served_name,
+            base_url=root + "/v1",
+            root_url=root,
+            served_name=model.served_name,
             provenance={
-                "source": model.source, "model_path": model_path, "venv": str(env_dir),
-                "command": cmd[1:], "packages": parse_versions(versions),
+                "source": model.source,
+                "model_path": model_path,
+                "venv": str(env_dir),
+                "command": cmd[1:],
+                "packages": parse_versions(versions),
             },
-            headers=headers, log_path=log, stop=lambda: _stop_and_clean(proc, log),
-            exit_code=proc.poll, pid=proc.pid,
+            headers=headers,
+            log_path=log,
+            stop=lambda: _stop_and_clean(proc, log),
+            exit_code=proc.poll,
+            pid=proc.pid,
         )

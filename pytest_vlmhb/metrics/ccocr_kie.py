@@ -84,8 +84,14 @@ def normalize_values(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: normalize_values(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [normalize_values(x) if isinstance(x, dict | list)
-                else normalize_text(x) if isinstance(x, str) else x for x in value]
+        return [
+            normalize_values(x)
+            if isinstance(x, dict | list)
+            else normalize_text(x)
+            if isinstance(x, str)
+            else x
+            for x in value
+        ]
     if isinstance(value, str):
         return normalize_text(value)
     return value
@@ -118,8 +124,11 @@ def normalize_dict(data: Any) -> Any:
     if isinstance(data, list):
         if all(isinstance(item, dict) for item in data):
             return [x for x in (normalize_dict(item) for item in data) if x]
-        return [str(item).strip() for item in data
-                if isinstance(item, str | int | float) and str(item).strip()]
+        return [
+            str(item).strip()
+            for item in data
+            if isinstance(item, str | int | float) and str(item).strip()
+        ]
     return [str(data).strip()]
 
 

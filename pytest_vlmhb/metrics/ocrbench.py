@@ -67,5 +67,6 @@ class OCRBench(MeanMetric):
     name = "ocrbench"
 
     def score(self, prediction: str, reference: Reference) -> float:
-        return float(ocrbench_score(prediction, reference["answers"],
-                                    str(reference.get("dataset") or "")))
+        return float(
+            ocrbench_score(prediction, reference["answers"], str(reference.get("dataset") or ""))
+        )

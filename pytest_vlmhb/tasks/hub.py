@@ -25,8 +25,10 @@ HF_PREFIX = "hf:"
 PARQUET_PREFIX = "parquet:"
 INSTALL_HINT = "pip install 'pytest-vlmhb[datasets]'"
 
-_HF = re.compile(r"^hf:(?P<repo>[^:@#\s]+)(?::(?P<config>[^@#\s]+))?@(?P<split>[^#\s]+)"
-                 r"(?:#(?P<revision>\S+))?$")
+_HF = re.compile(
+    r"^hf:(?P<repo>[^:@#\s]+)(?::(?P<config>[^@#\s]+))?@(?P<split>[^#\s]+)"
+    r"(?:#(?P<revision>\S+))?$"
+)
 _PARQUET_SPLIT = re.compile(r"^(?P<path>.+?)@(?P<split>[A-Za-z0-9_.\-\[\]:%]+)$")
 
 
@@ -57,8 +59,9 @@ class DataSource:
 
     def with_defaults(self, config: str | None, split: str) -> DataSource:
         """This source with a preset's config and split where it names none."""
-        return DataSource(self.kind, self.location, self.config or config,
-                          self.split or split, self.revision)
+        return DataSource(
+            self.kind, self.location, self.config or config, self.split or split, self.revision
+        )
 
 
 def parse_source(data: str, base_dir: Path) -> DataSource:
@@ -66,11 +69,13 @@ def parse_source(data: str, base_dir: Path) -> DataSource:
     if data.startswith(HF_PREFIX):
         match = _HF.match(data)
         if match is None:
-            raise ConfigError(f"malformed hub source {data!r}; expected "
-                              "hf:<repo>[:<config>]@<split>[#<revision>], e.g. "
-                              "hf:lmms-lab/DocVQA:DocVQA@validation", column="data")
-        return DataSource("hf", match["repo"], match["config"], match["split"],
-                          match["revision"])
+            raise ConfigError(
+                f"malformed hub source {data!r}; expected "
+                "hf:<repo>[:<config>]@<split>[#<revision>], e.g. "
+                "hf:lmms-lab/DocVQA:DocVQA@validation",
+                column="data",
+            )
+        return DataSource("hf", match["repo"], match["config"], match["split"], match["revision"])
     text = data.removeprefix(PARQUET_PREFIX)
     split = None
     match = _PARQUET_SPLIT.match(text)
@@ -85,8 +90,9 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
-        raise ConfigError("hf: and parquet: data sources need the 'datasets' library: "
-                          f"{INSTALL_HINT}") from None
+        raise ConfigError(
+            f"hf: and parquet: data sources need the 'datasets' library: {INSTALL_HINT}"
+        ) from None
     datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity_error()
     return datasets
@@ -99,10 +105,12 @@ def _offline(datasets: Any) -> bool:
 def local_copy_hint(source: DataSource) -> str:
     """How to provide a local copy of a hub dataset."""
     folder = f"DIR/{source.config}" if source.config else "DIR"
-    return (f"download it where the hub is reachable (e.g. `hf download {source.location} "
-            f"--repo-type dataset --local-dir DIR`), copy DIR here and set the task's "
-            f"data to parquet:{folder} (keeping its preset), or fill the HF cache "
-            "(HF_HOME) there and run with HF_HUB_OFFLINE=1")
+    return (
+        f"download it where the hub is reachable (e.g. `hf download {source.location} "
+        f"--repo-type dataset --local-dir DIR`), copy DIR here and set the task's "
+        f"data to parquet:{folder} (keeping its preset), or fill the HF cache "
+        "(HF_HOME) there and run with HF_HUB_OFFLINE=1"
+    )
 
 
 def _parquet_kwargs(source: DataSource) -> dict[str, Any]:
@@ -126,8 +134,9 @@ def open_split(source: DataSource) -> Any:
     try:
         if source.kind == "hf":
             token = os.environ.get("HF_TOKEN") or None
-            return datasets.load_dataset(source.location, source.config, split=split,
-                                         revision=source.revision, token=token)
+            return datasets.load_dataset(
+                source.location, source.config, split=split, revision=source.revision, token=token
+            )
         return datasets.load_dataset("parquet", split=split, **_parquet_kwargs(source))
     except ConfigError:
         raise
@@ -147,13 +156,23 @@ def open_split(source: DataSource) -> Any:
 
 def _is_network(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "HTTPError",
-                         "ConnectError", "DatasetNotFoundError", "HfHubHTTPError"})
+    return bool(
+        names
+        & {
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "HTTPError",
+            "ConnectError",
+            "DatasetNotFoundError",
+            "HfHubHTTPError",
+        }
+    )
 
 
 def _unreachable(source: DataSource, where: str, exc: BaseException, datasets: Any) -> str:
-    state = ("offline (HF_HUB_OFFLINE is set)" if _offline(datasets)
-             else "the hub cannot be reached")
+    state = "offline (HF_HUB_OFFLINE is set)" if _offline(datasets) else "the hub cannot be reached"
     gated = "" if os.environ.get("HF_TOKEN") else "; a gated set also needs HF_TOKEN"
-    return (f"dataset {where} is not in the local HF cache and {state} "
-            f"({type(exc).__name__}: {exc}){gated}. To use it, {local_copy_hint(source)}")
+    return (
+        f"dataset {where} is not in the local HF cache and {state} "
+        f"({type(exc).__name__}: {exc}){gated}. To use it, {local_copy_hint(source)}"
+    )

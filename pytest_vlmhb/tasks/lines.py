@@ -46,8 +46,10 @@ class ManifestLine(BaseModel):
         text = _str_or_int(value, empty_ok=False)
         if text.startswith(FORMULA_STARTS):
             raise PydanticCustomError(
-                "formula_start", "a sample id may not start with '+', '-' or '@' "
-                "(spreadsheets read it as a formula)")
+                "formula_start",
+                "a sample id may not start with '+', '-' or '@' "
+                "(spreadsheets read it as a formula)",
+            )
         return text
 
     @field_validator("category", mode="before")

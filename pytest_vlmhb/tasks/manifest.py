@@ -34,8 +34,9 @@ class Sample:
     error: str | None = None
 
 
-def resolve_member(manifest: Path, line: int, value: str, field: str = "image", *,
-                   folder: str | None = None) -> Path | str:
+def resolve_member(
+    manifest: Path, line: int, value: str, field: str = "image", *, folder: str | None = None
+) -> Path | str:
     """The real path of a file a manifest line names, or why that sample cannot use it.
 
     ``value`` is relative to the manifest's folder. Containment is checked on
@@ -72,8 +73,12 @@ def _invalid_line(exc: ValidationError, path: Path, line: int) -> ConfigError:
         shown = shown[:57] + "..."
     more = len(exc.errors()) - 1
     extra = f"; {more} more problem{'s' * (more > 1)} on this line" if more else ""
-    return ConfigError(f"{first['msg']} (got {shown}){extra}", file=path, line=line,
-                       column=column.lstrip(".") or None)
+    return ConfigError(
+        f"{first['msg']} (got {shown}){extra}",
+        file=path,
+        line=line,
+        column=column.lstrip(".") or None,
+    )
 
 
 def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Sample]:
@@ -104,8 +109,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
         try:
             record = json.loads(line)
         except RecursionError:
-            raise ConfigError("invalid JSON: nested too deeply", file=path,
-                              line=line_no) from None
+            raise ConfigError("invalid JSON: nested too deeply", file=path, line=line_no) from None
         except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise ConfigError(f"invalid JSON: {reason}", file=path, line=line_no) from None
@@ -115,7 +119,10 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
             if name not in record:
                 raise ConfigError(
                     f"missing field {name!r}; task type {task.name!r} needs the fields "
-                    f"{', '.join(required)}", file=path, line=line_no)
+                    f"{', '.join(required)}",
+                    file=path,
+                    line=line_no,
+                )
         try:
             fields = task.line_model.model_validate(record)
         except ValidationError as exc:
@@ -123,7 +130,9 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
         if fields.id in seen:
             raise ConfigError(
                 f"duplicate sample id {fields.id!r} (first on line {seen[fields.id]})",
-                file=path, line=line_no, column="id",
+                file=path,
+                line=line_no,
+                column="id",
             )
         seen[fields.id] = line_no
         try:
@@ -133,13 +142,19 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
             if missing:
                 raise ConfigError(
                     f"the prompt template {prompt_template!r} names the field "
-                    f"{missing[0]!r}, which this line lacks", file=path, line=line_no,
-                    column=missing[0], allowed={*record, *variables})
+                    f"{missing[0]!r}, which this line lacks",
+                    file=path,
+                    line=line_no,
+                    column=missing[0],
+                    allowed={*record, *variables},
+                )
             prompt = render_template(prompt_template, values)
         except (KeyError, IndexError, ValueError, TypeError) as exc:
             raise ConfigError(
                 f"prompt template {prompt_template!r} cannot be filled: {exc!r}",
-                file=path, line=line_no, allowed=sorted(record),
+                file=path,
+                line=line_no,
+                allowed=sorted(record),
             ) from None
         image = resolve_member(path, line_no, fields.image, "image", folder=folder)
         error = fields.image_error or (image if isinstance(image, str) else None)
@@ -147,7 +162,8 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
             Sample(
                 id=fields.id,
                 # an unusable image keeps its name as given (NUL shown, not kept)
-                image=image if isinstance(image, Path)
+                image=image
+                if isinstance(image, Path)
                 else path.parent / fields.image.replace("\0", "\\x00"),
                 prompt=prompt,
                 reference=task.reference(record),

@@ -34,8 +34,14 @@ from .presets import Layout, RowError
 #: Bump when the folder format changes.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
-_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp",
-               "TIFF": "tiff"}
+_EXTENSIONS = {
+    "PNG": "png",
+    "JPEG": "jpg",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+}
 
 
 def _slug(text: str) -> str:
@@ -82,10 +88,13 @@ def _check_columns(dataset: Any, source: DataSource, layout: Layout) -> None:
     have = set(dataset.column_names)
     for column in (layout.image_column, *layout.columns):
         if column not in have:
-            raise ConfigError(f"{source.label}, split {source.split!r}: missing column "
-                              f"{column!r} (the layout {layout.key!r} needs "
-                              f"{', '.join((layout.image_column, *layout.columns))})",
-                              column=column, allowed=sorted(have))
+            raise ConfigError(
+                f"{source.label}, split {source.split!r}: missing column "
+                f"{column!r} (the layout {layout.key!r} needs "
+                f"{', '.join((layout.image_column, *layout.columns))})",
+                column=column,
+                allowed=sorted(have),
+            )
 
 
 def _write(dataset: Any, source: DataSource, layout: Layout, out: Path) -> int:
@@ -111,8 +120,9 @@ def _write(dataset: Any, source: DataSource, layout: Layout, out: Path) -> int:
                 ext = _check_image(raw)
             except Exception as exc:  # Pillow raises many types for a bad image
                 record["image"] = f"images/{index:07d}.undecodable"
-                record["image_error"] = (f"{where}: image does not decode "
-                                         f"({type(exc).__name__}: {exc})")
+                record["image_error"] = (
+                    f"{where}: image does not decode ({type(exc).__name__}: {exc})"
+                )
             else:
                 record["image"] = f"images/{index:07d}.{ext}"
                 (out / record["image"]).write_bytes(raw)
@@ -125,8 +135,16 @@ def materialise(source: DataSource, layout: Layout, cache: Path) -> Path:
     """The manifest of ``source`` in ``layout``, built into the cache once."""
     dataset = open_split(source)
     _check_columns(dataset, source, layout)
-    identity = [FORMAT_VERSION, layout.key, source.kind, source.location, source.config,
-                source.split, source.revision, dataset._fingerprint]
+    identity = [
+        FORMAT_VERSION,
+        layout.key,
+        source.kind,
+        source.location,
+        source.config,
+        source.split,
+        source.revision,
+        dataset._fingerprint,
+    ]
     key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
     name = _slug(f"{source.location.rsplit('/', 2)[-1]}-{source.config or ''}-{source.split}")
     out = cache / "data" / "hub" / f"{name}-{key}"
@@ -139,8 +157,9 @@ def materialise(source: DataSource, layout: Layout, cache: Path) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             if _write(dataset, source, layout, partial) == 0:
                 shutil.rmtree(partial, ignore_errors=True)
-                raise ConfigError(f"{source.label}, split {source.split!r}: no rows "
-                                  f"for the layout {layout.key!r}")
+                raise ConfigError(
+                    f"{source.label}, split {source.split!r}: no rows for the layout {layout.key!r}"
+                )
             shutil.rmtree(out, ignore_errors=True)
             partial.rename(out)
             (out / ".complete").write_text(json.dumps(identity) + "\n")

@@ -198,8 +198,11 @@ class OCRBench(Preset):
     metrics = ("ocrbench",)
 
     def fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {"question": _text(row, "question").strip(), "answers": _text_list(row, "answer"),
-                "dataset": _text(row, "dataset")}
+        return {
+            "question": _text(row, "question").strip(),
+            "answers": _text_list(row, "answer"),
+            "dataset": _text(row, "dataset"),
+        }
 
 
 #: CC-OCR's KIE instruction (the "basic prompt" of its README, verbatim), then the schema.
@@ -215,14 +218,39 @@ CCOCR_KIE_PROMPT = (
 
 #: Every CORD-v2 ``gt_parse`` field, as a CC-OCR-style empty schema.
 CORD_SCHEMA: dict[str, Any] = {
-    "menu": [{"nm": "", "num": "", "unitprice": "", "cnt": "", "discountprice": "",
-              "price": "", "itemsubtotal": "", "vatyn": "", "etc": "",
-              "sub": [{"nm": "", "unitprice": "", "cnt": "", "price": "", "etc": ""}]}],
+    "menu": [
+        {
+            "nm": "",
+            "num": "",
+            "unitprice": "",
+            "cnt": "",
+            "discountprice": "",
+            "price": "",
+            "itemsubtotal": "",
+            "vatyn": "",
+            "etc": "",
+            "sub": [{"nm": "", "unitprice": "", "cnt": "", "price": "", "etc": ""}],
+        }
+    ],
     "void_menu": [{"nm": "", "price": ""}],
-    "sub_total": {"subtotal_price": "", "discount_price": "", "service_price": "",
-                  "othersvc_price": "", "tax_price": "", "etc": ""},
-    "total": {"total_price": "", "total_etc": "", "cashprice": "", "changeprice": "",
-              "creditcardprice": "", "emoneyprice": "", "menutype_cnt": "", "menuqty_cnt": ""},
+    "sub_total": {
+        "subtotal_price": "",
+        "discount_price": "",
+        "service_price": "",
+        "othersvc_price": "",
+        "tax_price": "",
+        "etc": "",
+    },
+    "total": {
+        "total_price": "",
+        "total_etc": "",
+        "cashprice": "",
+        "changeprice": "",
+        "creditcardprice": "",
+        "emoneyprice": "",
+        "menutype_cnt": "",
+        "menuqty_cnt": "",
+    },
 }
 
 
@@ -312,7 +340,11 @@ def preset_of_data(data: str) -> str | None:
 def check_preset_type(preset: Preset, task_type: str | None, **where: Any) -> str:
     """The task type of a row using ``preset``: its own, or the row's if they agree."""
     if task_type and task_type != preset.task_type:
-        raise ConfigError(f"preset {preset.name!r} is a {preset.task_type!r} task, not "
-                          f"{task_type!r}; leave 'type' empty or set it to "
-                          f"{preset.task_type!r}", column="type", **where)
+        raise ConfigError(
+            f"preset {preset.name!r} is a {preset.task_type!r} task, not "
+            f"{task_type!r}; leave 'type' empty or set it to "
+            f"{preset.task_type!r}",
+            column="type",
+            **where,
+        )
     return preset.task_type

@@ -18,8 +18,9 @@ BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic-docs",)
 
 
-def resolve_manifest(data: str, task_type: str, base_dir: Path, cache: Path,
-                     preset: str | None = None) -> Path:
+def resolve_manifest(
+    data: str, task_type: str, base_dir: Path, cache: Path, preset: str | None = None
+) -> Path:
     """The JSONL manifest for a task row's ``data`` value.
 
     ``preset:<name>`` reads the preset's hub dataset (its mirrors tried in

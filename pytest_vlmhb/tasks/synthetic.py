@@ -48,28 +48,86 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 Rows = dict[str, list[dict[str, Any]]]
 QA = tuple[str, list[str]]
 
-_COMPANIES = ("Acme Ltd", "Globex Corp", "Initech", "Umbrella Inc", "Stark Supplies",
-              "Wayne Foods", "Hooli GmbH", "Vandelay Imports", "Soylent Co", "Tyrell Parts",
-              "Nakatomi Trading", "Oscorp Office")
-_FIRST = ("Ann", "Omar", "Mia", "Ravi", "Lena", "Tom", "Sara", "Jon", "Eva", "Ken", "Nora",
-          "Luis")
-_LAST = ("Lee", "Haddad", "Novak", "Shah", "Berg", "Ito", "Costa", "Diaz", "Klein", "Mori",
-         "Okafor", "Walsh")
-_STREETS = ("Main St", "Oak Ave", "Elm Road", "Harbor Way", "Mill Lane", "Park Blvd",
-            "Cedar Court", "Bridge St")
-_CITIES = ("Springfield", "Riverton", "Lakeside", "Hillview", "Fairport", "Brookfield",
-           "Ashford", "Westmoor")
-_ITEMS = ("Copy paper", "Toner", "Stapler", "Pens (box)", "Folders", "Packing tape",
-          "USB cable", "Mouse", "Notebook", "Desk lamp", "Coffee", "Batteries")
+_COMPANIES = (
+    "Acme Ltd",
+    "Globex Corp",
+    "Initech",
+    "Umbrella Inc",
+    "Stark Supplies",
+    "Wayne Foods",
+    "Hooli GmbH",
+    "Vandelay Imports",
+    "Soylent Co",
+    "Tyrell Parts",
+    "Nakatomi Trading",
+    "Oscorp Office",
+)
+_FIRST = ("Ann", "Omar", "Mia", "Ravi", "Lena", "Tom", "Sara", "Jon", "Eva", "Ken", "Nora", "Luis")
+_LAST = (
+    "Lee",
+    "Haddad",
+    "Novak",
+    "Shah",
+    "Berg",
+    "Ito",
+    "Costa",
+    "Diaz",
+    "Klein",
+    "Mori",
+    "Okafor",
+    "Walsh",
+)
+_STREETS = (
+    "Main St",
+    "Oak Ave",
+    "Elm Road",
+    "Harbor Way",
+    "Mill Lane",
+    "Park Blvd",
+    "Cedar Court",
+    "Bridge St",
+)
+_CITIES = (
+    "Springfield",
+    "Riverton",
+    "Lakeside",
+    "Hillview",
+    "Fairport",
+    "Brookfield",
+    "Ashford",
+    "Westmoor",
+)
+_ITEMS = (
+    "Copy paper",
+    "Toner",
+    "Stapler",
+    "Pens (box)",
+    "Folders",
+    "Packing tape",
+    "USB cable",
+    "Mouse",
+    "Notebook",
+    "Desk lamp",
+    "Coffee",
+    "Batteries",
+)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_SENTENCES = ("Thank you for your recent order.", "Your package will ship this week.",
-              "Please find the signed contract enclosed.", "We look forward to working with you.",
-              "Payment is due within 30 days.", "Our office will be closed on Friday.",
-              "The meeting has been moved to Monday.", "Please call us with any questions.")
-_CHARTS = (("Sales by quarter", ("Q1", "Q2", "Q3", "Q4")),
-           ("Orders by region", ("North", "South", "East", "West", "Central")),
-           ("Visitors by month", ("Jan", "Feb", "Mar", "Apr", "May", "Jun")),
-           ("Units sold by product", ("Pens", "Paper", "Toner", "Tape", "Ink")))
+_SENTENCES = (
+    "Thank you for your recent order.",
+    "Your package will ship this week.",
+    "Please find the signed contract enclosed.",
+    "We look forward to working with you.",
+    "Payment is due within 30 days.",
+    "Our office will be closed on Friday.",
+    "The meeting has been moved to Monday.",
+    "Please call us with any questions.",
+)
+_CHARTS = (
+    ("Sales by quarter", ("Q1", "Q2", "Q3", "Q4")),
+    ("Orders by region", ("North", "South", "East", "West", "Central")),
+    ("Visitors by month", ("Jan", "Feb", "Mar", "Apr", "May", "Jun")),
+    ("Units sold by product", ("Pens", "Paper", "Toner", "Tape", "Ink")),
+)
 
 
 # ---------------------------------------------------------------- drawing
@@ -188,8 +246,11 @@ def _person(rng: random.Random) -> str:
 
 def _date(rng: random.Random) -> str:
     year, month, day = rng.randint(2018, 2025), rng.randint(1, 12), rng.randint(1, 28)
-    formats = (f"{year}-{month:02d}-{day:02d}", f"{day:02d}/{month:02d}/{year}",
-               f"{_MONTHS[month - 1]} {day}, {year}")
+    formats = (
+        f"{year}-{month:02d}-{day:02d}",
+        f"{day:02d}/{month:02d}/{year}",
+        f"{_MONTHS[month - 1]} {day}, {year}",
+    )
     return rng.choice(formats)
 
 
@@ -214,56 +275,92 @@ def _invoice(rng: random.Random) -> Document:
     number, date = f"INV-{rng.randint(1000, 99999)}", _date(rng)
     items = _items(rng, rng.randint(2, 5), 150, 90000)
     total = _money(sum(cents for _, cents in items))
-    lines = [Line("title", company), Line("text", address), Line("blank"),
-             Line("heading", "INVOICE"), Line("pair", "Invoice No:", number),
-             Line("pair", "Date:", date), Line("pair", "Bill to:", customer), Line("rule"),
-             Line("pair", "Description", "Amount"), Line("rule"),
-             *(Line("pair", name, f"${_money(cents)}") for name, cents in items),
-             Line("rule"), Line("pair", "TOTAL DUE", f"${total}")]
+    lines = [
+        Line("title", company),
+        Line("text", address),
+        Line("blank"),
+        Line("heading", "INVOICE"),
+        Line("pair", "Invoice No:", number),
+        Line("pair", "Date:", date),
+        Line("pair", "Bill to:", customer),
+        Line("rule"),
+        Line("pair", "Description", "Amount"),
+        Line("rule"),
+        *(Line("pair", name, f"${_money(cents)}") for name, cents in items),
+        Line("rule"),
+        Line("pair", "TOTAL DUE", f"${total}"),
+    ]
     fields: dict[str, Any] = {"company": company, "address": address}
     if rng.random() < 0.5:
         fields = {"vendor": {"name": company, "address": address}}
     fields |= {"invoice_number": number, "date": date, "total": total}
-    return Document("invoice", tuple(lines), fields, (
-        ("What is the invoice number?", [number]),
-        ("What is the total amount?", [f"${total}", total]),
-        ("What is the invoice date?", [date]),
-        ("Who is the invoice billed to?", [customer]),
-    ))
+    return Document(
+        "invoice",
+        tuple(lines),
+        fields,
+        (
+            ("What is the invoice number?", [number]),
+            ("What is the total amount?", [f"${total}", total]),
+            ("What is the invoice date?", [date]),
+            ("Who is the invoice billed to?", [customer]),
+        ),
+    )
 
 
 def _receipt(rng: random.Random) -> Document:
     company, address, date = rng.choice(_COMPANIES), _address(rng), _date(rng)
     items = _items(rng, rng.randint(2, 6), 99, 4999)
     total = _money(sum(cents for _, cents in items))
-    lines = [Line("title", company), Line("center", address), Line("center", f"Date: {date}"),
-             Line("rule"), *(Line("pair", name, _money(cents)) for name, cents in items),
-             Line("rule"), Line("pair", "TOTAL", total), Line("blank"),
-             Line("center", "Thank you for shopping with us!")]
-    return Document("receipt", tuple(lines),
-                    {"company": company, "date": date, "address": address, "total": total}, (
-        ("What is the total amount?", [total, f"${total}"]),
-        ("What is the date on the receipt?", [date]),
-        ("Which store issued the receipt?", [company]),
-    ))
+    lines = [
+        Line("title", company),
+        Line("center", address),
+        Line("center", f"Date: {date}"),
+        Line("rule"),
+        *(Line("pair", name, _money(cents)) for name, cents in items),
+        Line("rule"),
+        Line("pair", "TOTAL", total),
+        Line("blank"),
+        Line("center", "Thank you for shopping with us!"),
+    ]
+    return Document(
+        "receipt",
+        tuple(lines),
+        {"company": company, "date": date, "address": address, "total": total},
+        (
+            ("What is the total amount?", [total, f"${total}"]),
+            ("What is the date on the receipt?", [date]),
+            ("Which store issued the receipt?", [company]),
+        ),
+    )
 
 
 def _form(rng: random.Random) -> Document:
     name, birth, city = _person(rng), _date(rng), rng.choice(_CITIES)
     member, phone = f"M-{rng.randint(10000, 99999)}", f"555-{rng.randint(1000, 9999)}"
     title = rng.choice(("MEMBERSHIP APPLICATION", "REGISTRATION FORM", "CUSTOMER DETAILS"))
-    lines = [Line("title", title), Line("text", "Please complete all fields."), Line("blank"),
-             Line("field", "Full name", name), Line("field", "Date of birth", birth),
-             Line("field", "City", city), Line("field", "Phone", phone),
-             Line("field", "Member ID", member), Line("blank"),
-             Line("text", "Signature: ____________________")]
-    return Document("form", tuple(lines), {"name": name, "date_of_birth": birth, "city": city,
-                                           "phone": phone, "member_id": member}, (
-        ("What is the member ID?", [member]),
-        ("What is the applicant's full name?", [name]),
-        ("What is the date of birth?", [birth]),
-        ("Which city is given on the form?", [city]),
-    ))
+    lines = [
+        Line("title", title),
+        Line("text", "Please complete all fields."),
+        Line("blank"),
+        Line("field", "Full name", name),
+        Line("field", "Date of birth", birth),
+        Line("field", "City", city),
+        Line("field", "Phone", phone),
+        Line("field", "Member ID", member),
+        Line("blank"),
+        Line("text", "Signature: ____________________"),
+    ]
+    return Document(
+        "form",
+        tuple(lines),
+        {"name": name, "date_of_birth": birth, "city": city, "phone": phone, "member_id": member},
+        (
+            ("What is the member ID?", [member]),
+            ("What is the applicant's full name?", [name]),
+            ("What is the date of birth?", [birth]),
+            ("Which city is given on the form?", [city]),
+        ),
+    )
 
 
 def _letter(rng: random.Random) -> Document:
@@ -272,22 +369,41 @@ def _letter(rng: random.Random) -> Document:
         recipient = _person(rng)
     date, street, city = _date(rng), _street(rng), rng.choice(_CITIES)
     body = rng.sample(_SENTENCES, 3)
-    lines = [Line("title", sender), Line("text", _address(rng)), Line("blank"),
-             Line("text", date), Line("blank"), Line("text", recipient), Line("text", street),
-             Line("text", city), Line("blank"), Line("text", f"Dear {recipient},"),
-             Line("blank"), *(Line("text", sentence) for sentence in body), Line("blank"),
-             Line("text", "Sincerely,"), Line("text", signer)]
-    return Document("letter", tuple(lines), {"sender": sender, "signer": signer,
-                                             "recipient": recipient, "date": date}, (
-        ("Who is the letter addressed to?", [recipient]),
-        ("Who signed the letter?", [signer]),
-        ("What is the date of the letter?", [date]),
-        ("Which company sent the letter?", [sender]),
-    ))
+    lines = [
+        Line("title", sender),
+        Line("text", _address(rng)),
+        Line("blank"),
+        Line("text", date),
+        Line("blank"),
+        Line("text", recipient),
+        Line("text", street),
+        Line("text", city),
+        Line("blank"),
+        Line("text", f"Dear {recipient},"),
+        Line("blank"),
+        *(Line("text", sentence) for sentence in body),
+        Line("blank"),
+        Line("text", "Sincerely,"),
+        Line("text", signer),
+    ]
+    return Document(
+        "letter",
+        tuple(lines),
+        {"sender": sender, "signer": signer, "recipient": recipient, "date": date},
+        (
+            ("Who is the letter addressed to?", [recipient]),
+            ("Who signed the letter?", [signer]),
+            ("What is the date of the letter?", [date]),
+            ("Which company sent the letter?", [sender]),
+        ),
+    )
 
 
 _DOC_BUILDERS: dict[str, Callable[[random.Random], Document]] = {
-    "invoice": _invoice, "receipt": _receipt, "form": _form, "letter": _letter,
+    "invoice": _invoice,
+    "receipt": _receipt,
+    "form": _form,
+    "letter": _letter,
 }
 
 
@@ -314,13 +430,18 @@ def _address_block(rng: random.Random) -> list[str]:
 
 
 def _item_lines(rng: random.Random) -> list[str]:
-    return [f"{name} x{rng.randint(1, 9)} ${_money(cents)}"
-            for name, cents in _items(rng, rng.randint(1, 4), 99, 20000)]
+    return [
+        f"{name} x{rng.randint(1, 9)} ${_money(cents)}"
+        for name, cents in _items(rng, rng.randint(1, 4), 99, 20000)
+    ]
 
 
 def _header_lines(rng: random.Random) -> list[str]:
-    return [f"Invoice No: INV-{rng.randint(1000, 99999)}", f"Date: {_date(rng)}",
-            f"Customer: {_person(rng)}"][: rng.randint(1, 3)]
+    return [
+        f"Invoice No: INV-{rng.randint(1000, 99999)}",
+        f"Date: {_date(rng)}",
+        f"Customer: {_person(rng)}",
+    ][: rng.randint(1, 3)]
 
 
 def _sentence_lines(rng: random.Random) -> list[str]:
@@ -328,7 +449,10 @@ def _sentence_lines(rng: random.Random) -> list[str]:
 
 
 _SNIPPET_BUILDERS: tuple[Callable[[random.Random], list[str]], ...] = (
-    _address_block, _item_lines, _header_lines, _sentence_lines,
+    _address_block,
+    _item_lines,
+    _header_lines,
+    _sentence_lines,
 )
 
 
@@ -348,8 +472,9 @@ class Chart:
         img = Image.new("RGB", CHART, (255, 255, 255))
         draw = ImageDraw.Draw(img)
         _put(draw, MARGIN, 14, self.title, 17)
-        draw.line((MARGIN, CHART_BASELINE, CHART[0] - MARGIN, CHART_BASELINE), fill=(0, 0, 0),
-                  width=2)
+        draw.line(
+            (MARGIN, CHART_BASELINE, CHART[0] - MARGIN, CHART_BASELINE), fill=(0, 0, 0), width=2
+        )
         slot = (CHART[0] - 2 * MARGIN) // len(self.labels)
         for i, (label, value) in enumerate(zip(self.labels, self.values, strict=True)):
             left, top = MARGIN + i * slot + slot // 5, CHART_BASELINE - value * CHART_PX_PER_UNIT
@@ -364,10 +489,14 @@ class Chart:
         """(question, answers) pairs answerable from the drawn chart."""
         return (
             (f"What is the value of {self.labels[self.pick]}?", [str(self.values[self.pick])]),
-            ("Which category has the highest value?",
-             [self.labels[self.values.index(max(self.values))]]),
-            ("Which category has the lowest value?",
-             [self.labels[self.values.index(min(self.values))]]),
+            (
+                "Which category has the highest value?",
+                [self.labels[self.values.index(max(self.values))]],
+            ),
+            (
+                "Which category has the lowest value?",
+                [self.labels[self.values.index(min(self.values))]],
+            ),
         )
 
 
@@ -414,10 +543,12 @@ def _add_documents(data: Dataset, rng: random.Random, n: int) -> None:
         image = data.add_image(stem, doc)
         q = rng.randrange(len(doc.questions))
         question, answers = doc.questions[q]
-        data.rows["docvqa"].append({"id": f"{stem}-q{q + 1}", "image": image,
-                                    "question": question, "answers": answers})
-        data.rows["doc_classification"].append({"id": stem, "image": image, "label": kind,
-                                                "labels": list(DOC_KINDS)})
+        data.rows["docvqa"].append(
+            {"id": f"{stem}-q{q + 1}", "image": image, "question": question, "answers": answers}
+        )
+        data.rows["doc_classification"].append(
+            {"id": stem, "image": image, "label": kind, "labels": list(DOC_KINDS)}
+        )
 
 
 def _add_kie(data: Dataset, rng: random.Random, n: int) -> None:
@@ -425,16 +556,18 @@ def _add_kie(data: Dataset, rng: random.Random, n: int) -> None:
         kind = KIE_KINDS[i % len(KIE_KINDS)]
         doc = _DOC_BUILDERS[kind](rng)
         stem = f"kie-{kind}-{i:04d}"
-        data.rows["kie"].append({"id": stem, "image": data.add_image(stem, doc),
-                                 "fields": doc.fields})
+        data.rows["kie"].append(
+            {"id": stem, "image": data.add_image(stem, doc), "fields": doc.fields}
+        )
 
 
 def _add_ocr(data: Dataset, rng: random.Random, n: int) -> None:
     for i in range(n):
         snippet = Snippet(tuple(_SNIPPET_BUILDERS[i % len(_SNIPPET_BUILDERS)](rng)))
         stem = f"ocr-{i:04d}"
-        data.rows["ocr"].append({"id": stem, "image": data.add_image(stem, snippet),
-                                 "text": snippet.text})
+        data.rows["ocr"].append(
+            {"id": stem, "image": data.add_image(stem, snippet), "text": snippet.text}
+        )
 
 
 def _add_charts(data: Dataset, rng: random.Random, n: int) -> None:
@@ -444,12 +577,21 @@ def _add_charts(data: Dataset, rng: random.Random, n: int) -> None:
         questions = chart.questions()
         q = i % len(questions)
         question, answers = questions[q]
-        data.rows["chartqa"].append({"id": f"{stem}-q{q + 1}", "image": data.add_image(stem, chart),
-                                     "question": question, "answers": answers})
+        data.rows["chartqa"].append(
+            {
+                "id": f"{stem}-q{q + 1}",
+                "image": data.add_image(stem, chart),
+                "question": question,
+                "answers": answers,
+            }
+        )
 
 
 _STREAM_BUILDERS: tuple[Callable[[Dataset, random.Random, int], None], ...] = (
-    _add_documents, _add_kie, _add_ocr, _add_charts,
+    _add_documents,
+    _add_kie,
+    _add_ocr,
+    _add_charts,
 )
 
 
@@ -505,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: generate the dataset into OUT_DIR and print its path."""
     parser = argparse.ArgumentParser(
         prog="python -m pytest_vlmhb.tasks.synthetic",
-        description="Generate the built-in synthetic document dataset.")
+        description="Generate the built-in synthetic document dataset.",
+    )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--n", type=int, default=12, help="samples per task type (default 12)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
