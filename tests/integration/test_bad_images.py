@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from tests.integration.test_harness import read_csv, run, setup_suite
+from tests.helpers import read_csv, run, setup_suite
 
 GOOD = ("gray", "palette", "rgba", "cmyk", "gray16")
 BAD = ("missing", "empty", "corrupt", "bomb")

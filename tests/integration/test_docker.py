@@ -30,7 +30,7 @@ from pytest_vlmhb.launchers.docker_daemon import (
     sweep_orphans,
 )
 from pytest_vlmhb.launchers.docker_images import LOCAL_BASE, REGISTRY_BASE, image_id
-from tests.integration.test_harness import REPO, read_csv, run, setup_suite
+from tests.helpers import REPO, read_csv, run, setup_suite
 from tests.stub_openai import StubScript, running_stub
 
 

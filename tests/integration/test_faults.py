@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_harness import (
-    KILL_SERVER_AFTER_S1,
-    _page_manifest,
-    read_csv,
-    run,
-    setup_suite,
-)
+from tests.helpers import KILL_SERVER_AFTER_S1, page_manifest, read_csv, run, setup_suite
 from tests.stub_openai import StubScript, running_stub
 
 VQA = "name,type,data\nvqa,docvqa,data/m.jsonl\n"
@@ -26,7 +20,7 @@ def _remote(url: str) -> str:
 
 
 def test_503_429_and_dropped_connections_are_retried(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 4)
+    page_manifest(pytester, 4)
     script = StubScript(default_answer="a", fail_first=[503, 429, 0])
     with running_stub(script) as url:
         setup_suite(pytester, "model,task,backend,concurrency,max_retries\n"
@@ -41,7 +35,7 @@ def test_503_429_and_dropped_connections_are_retried(pytester: pytest.Pytester) 
 
 
 def test_other_errors_are_not_retried_and_retries_run_out(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 2)
+    page_manifest(pytester, 2)
     five_hundred = StubScript(default_answer="a", fail_first=[500])
     busy = StubScript(default_answer="a", fail_first=[503, 503])
     with running_stub(five_hundred) as url500, running_stub(busy) as url503:
@@ -61,7 +55,7 @@ def test_other_errors_are_not_retried_and_retries_run_out(pytester: pytest.Pytes
 
 
 def test_request_timeout_column_bounds_each_request(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 2)
+    page_manifest(pytester, 2)
     script = StubScript(default_answer="a", first_delay_s=3.0)
     with running_stub(script) as url:
         setup_suite(pytester, "model,task,backend,concurrency,request_timeout\n"
@@ -74,7 +68,7 @@ def test_request_timeout_column_bounds_each_request(pytester: pytest.Pytester) -
 
 
 def test_reports_rebuilt_from_the_store_alone(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 3)
+    page_manifest(pytester, 3)
     script = StubScript(answers={}, default_answer="a")
     with running_stub(script) as url:
         setup_suite(pytester, "model,task,backend,min_anls\nremote,vqa,openai,0.5\n",
@@ -94,7 +88,7 @@ def test_reports_rebuilt_from_the_store_alone(pytester: pytest.Pytester) -> None
 
 
 def test_rebuild_without_a_store_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 1)
+    page_manifest(pytester, 1)
     setup_suite(pytester, "model,task,backend\nremote,vqa,openai\n",
                 models=_remote("http://127.0.0.1:9/v1"), tasks=VQA)
     result = run(pytester, "--vlmhb-rebuild-reports")
@@ -104,7 +98,7 @@ def test_rebuild_without_a_store_is_a_usage_error(pytester: pytest.Pytester) -> 
 
 @pytest.mark.server
 def test_dead_server_is_restarted_and_the_case_carries_on(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 6)
+    page_manifest(pytester, 6)
     setup_suite(pytester, "model,task,backend,launcher,concurrency,max_restarts\n"
                           "tiny,vqa,hf,local,1,1\n", tasks=VQA)
     pytester.makeconftest(KILL_SERVER_AFTER_S1)

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from pytest_vlmhb.csvsafe import read_csv_dicts
-from tests.integration.test_harness import run, setup_suite
+from tests.helpers import run, setup_suite
 
 SECRET = "sk-hostile-0123456789abcdef"
 Send = Callable[[bytes], Awaitable[None]]

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pytest_vlmhb.csvsafe import read_csv_dicts
-from tests.integration.test_harness import _page_manifest, run, setup_suite
+from tests.helpers import page_manifest, run, setup_suite
 from tests.stub_openai import StubScript, running_stub
 
 N = 4
@@ -28,7 +28,7 @@ def _suite(pytester: pytest.Pytester, url: str, extra_columns: str = "",
 
 @pytest.mark.timeout(300)
 def test_a_second_run_on_the_same_output_dir_is_refused(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, N)
+    page_manifest(pytester, N)
     with running_stub(StubScript(default_answer="a", first_delay_s=1.5)) as url:
         _suite(pytester, url)
         first = subprocess.Popen(
@@ -52,7 +52,7 @@ def test_a_second_run_on_the_same_output_dir_is_refused(pytester: pytest.Pyteste
 
 
 def test_a_dead_runs_lock_is_taken_over(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 1)
+    page_manifest(pytester, 1)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     out = pytester.path / "vlmhb-results"
@@ -69,7 +69,7 @@ def test_a_dead_runs_lock_is_taken_over(pytester: pytest.Pytester) -> None:
 
 def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(
         pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, N)
+    page_manifest(pytester, N)
     with running_stub(StubScript(default_answer="a")) as url:
         _suite(pytester, url, ",min_anls", ",0.5")
         run(pytester).assert_outcomes(passed=N + 1)
@@ -98,7 +98,7 @@ def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(
 
 def test_resume_after_a_torn_line_and_a_pause_keeps_every_record_and_the_real_rate(
         pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, N)
+    page_manifest(pytester, N)
     with running_stub(StubScript(default_answer="a")) as url:
         _suite(pytester, url)
         run(pytester, "--vlmhb-limit=2").assert_outcomes(passed=2)

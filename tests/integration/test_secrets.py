@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_harness import _page_manifest, read_csv, run, setup_suite
+from tests.helpers import page_manifest, read_csv, run, setup_suite
 from tests.stub_openai import StubScript, running_stub
 
 SECRET = "sk-vlmhb-test-9f3Kq2LmZx"
@@ -35,7 +35,7 @@ PROBE = (
 @pytest.mark.server
 def test_key_reaches_servers_by_environment_and_is_masked_everywhere(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    _page_manifest(pytester, 2)
+    page_manifest(pytester, 2)
     rejecting = StubScript(default_answer="a", required_key="a-different-key")
     with running_stub(rejecting) as url:
         setup_suite(pytester,

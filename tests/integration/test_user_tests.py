@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pytest_vlmhb.csvsafe import read_csv_dicts
-from tests.integration.test_harness import _page_manifest, run, setup_suite
+from tests.helpers import page_manifest, run, setup_suite
 from tests.stub_openai import StubScript, running_stub
 
 USER_TESTS = '''
@@ -34,7 +34,7 @@ def test_one_question(vlmhb_chat):
 
 
 def test_user_tests_with_only_a_models_csv(pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 1)
+    page_manifest(pytester, 1)
     script = StubScript(default_answer="<think>hmm</think> Paris ")
     with running_stub(script) as url:
         (pytester.path / "models.csv").write_text(f"name,source,endpoint\nremote,x,{url}\n")
@@ -97,7 +97,7 @@ def test_vlmhb_chat_without_the_marker_is_an_error(pytester: pytest.Pytester) ->
 @pytest.mark.server
 def test_user_tests_share_the_real_hf_server_with_csv_cases_under_xdist(
         pytester: pytest.Pytester) -> None:
-    _page_manifest(pytester, 2)
+    page_manifest(pytester, 2)
     setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,local\n",
                 models="name,source\ntiny,builtin:tiny-idefics3\n",
                 tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vlmhb.tasks.sources import synthetic_docs_dir
-from tests.integration.test_harness import REPO, read_csv, run, setup_suite
+from tests.helpers import REPO, read_csv, run, setup_suite
 
 pytestmark = pytest.mark.vllm
 

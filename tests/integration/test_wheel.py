@@ -28,7 +28,7 @@ from packaging.version import Version
 from pytest_vlmhb.envs import clean_env
 from pytest_vlmhb.launchers.docker_daemon import OUTPUT_LABEL, daemon_status, managed_containers
 from pytest_vlmhb.launchers.docker_images import image_id
-from tests.integration.test_harness import MODELS, SUITE, read_csv
+from tests.helpers import MODELS, SUITE, read_csv
 
 REPO = Path(__file__).resolve().parents[2]
 #: What the build reads (pyproject.toml names no other file).

@@ -24,8 +24,7 @@ from pytest_vlmhb.records import CaseInfo, Record, StoredRecord, make_record, su
 from pytest_vlmhb.report import csv_text, write_outputs
 from pytest_vlmhb.servermetrics import ServerWatch
 from pytest_vlmhb.store import OLDER_RECORD_DEFAULTS
-from tests.unit.test_outputs_hardening import _plan, _results
-from tests.unit.test_records import _case, _sample
+from tests.helpers import make_case, make_plan, make_results, make_sample
 
 FIXED = [k for k in CaseRow.__annotations__ if k != METRICS_KEY]
 
@@ -36,8 +35,8 @@ def _header(path: Path) -> list[str]:
 
 
 def test_metrics_csv_header_is_the_typed_row(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, ["a", "b"])
-    rows = write_outputs(tmp_path / "out", plan, _results(plan, {"b": "x"}))
+    plan = make_plan(tmp_path, ["a", "b"])
+    rows = write_outputs(tmp_path / "out", plan, make_results(plan, {"b": "x"}))
     header = _header(tmp_path / "out" / "metrics.csv")
     metrics = list(plan.cases[0].task.metrics)
     assert header == case_columns(metrics)
@@ -52,10 +51,10 @@ def test_metrics_csv_header_is_the_typed_row(tmp_path: Path) -> None:
 
 
 def test_summarize_case_fills_exactly_the_typed_row() -> None:
-    case = _case(("cer", "wer"))
+    case = make_case(("cer", "wer"))
     done = Completion(text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=2, sent_at=1.0,
                       finished_at=2.0)
-    row = summarize_case(case, [make_record(case, _sample("a", "x"), done, None)])
+    row = summarize_case(case, [make_record(case, make_sample("a", "x"), done, None)])
     assert set(row) == set(CaseRow.__annotations__)
     assert list(row["metrics"]) == ["cer", "wer"]
     assert gateable_columns(["cer", "wer"]) == [c for c in case_columns(["cer", "wer"])
@@ -63,8 +62,8 @@ def test_summarize_case_fills_exactly_the_typed_row() -> None:
 
 
 def test_answers_csv_header_is_record_fields_and_scores(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, ["a"])
-    results = _results(plan, {})
+    plan = make_plan(tmp_path, ["a"])
+    results = make_results(plan, {})
     write_outputs(tmp_path / "out", plan, results)
     header = _header(tmp_path / "out" / "answers.csv")
     metrics = list(plan.cases[0].task.metrics)
@@ -82,7 +81,7 @@ def test_the_writer_refuses_a_key_its_columns_lack() -> None:
 
 
 def test_a_metric_named_like_a_column_is_refused() -> None:
-    case = _case(("cer",))
+    case = make_case(("cer",))
     row = summarize_case(case, [])
     row["metrics"] = {"errors": 1.0}
     with pytest.raises(ValueError, match=r"clash.*errors"):
@@ -90,8 +89,8 @@ def test_a_metric_named_like_a_column_is_refused() -> None:
 
 
 def test_one_record_definition_from_make_record_to_the_store() -> None:
-    case = _case(("cer",))
-    record = make_record(case, _sample("a", "x"), Completion(text="x"), None)
+    case = make_case(("cer",))
+    record = make_record(case, make_sample("a", "x"), Completion(text="x"), None)
     # make_record fills every field but the mark of a reused record (NotRequired; the
     # runtime's __required_keys__ cannot tell under postponed annotations, pydantic can).
     assert set(record) == set(Record.__annotations__) - {"reused"}

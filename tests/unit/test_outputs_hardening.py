@@ -31,7 +31,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vlmhb import outputdir
-from pytest_vlmhb.cases import Plan
 from pytest_vlmhb.client import Completion
 from pytest_vlmhb.csvsafe import NUMBER, TRIGGERS, escape_cell, read_csv_dicts, unescape_cell
 from pytest_vlmhb.errors import ConfigError, VlmhbError
@@ -46,9 +45,9 @@ from pytest_vlmhb.outputdir import (
 )
 from pytest_vlmhb.rebuild import results_from_store
 from pytest_vlmhb.records import busy_seconds, make_record
-from pytest_vlmhb.report import RunResults, csv_text, write_csv, write_outputs
+from pytest_vlmhb.report import csv_text, write_csv, write_outputs
 from pytest_vlmhb.store import ResultStore, case_info_entry, load_records, load_store, record_key
-from tests.unit.test_records import _case, _sample
+from tests.helpers import make_case, make_plan, make_results, make_sample
 
 # ---------------------------------------------------------------- formula injection
 
@@ -204,39 +203,13 @@ def test_atomic_write_modes_and_unencodable_text(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- plans for reports
 
 
-def _plan(tmp_path: Path, ids: list[str]) -> Plan:
-    manifest = tmp_path / "data" / "m.jsonl"
-    manifest.parent.mkdir(exist_ok=True)
-    manifest.write_text("{}\n")
-    case = _case(("cer",))
-    return Plan(cases=(case,), samples={case.id: [_sample(i, "abc", manifest) for i in ids]})
-
-
-def _results(plan: Plan, answers: dict[str, str]) -> RunResults:
-    case = plan.cases[0]
-    results = RunResults()
-    for sample in plan.samples[case.id]:
-        done = Completion(
-            text=answers.get(sample.id, "abc"),
-            ttft_s=0.1,
-            e2e_s=0.2,
-            completion_tokens=3,
-            sent_at=1000.0,
-            finished_at=1000.2,
-        )
-        record = make_record(case, sample, done, None)
-        record["key"] = record_key(case, sample)
-        results.add_record(record)
-    return results
-
-
 HOSTILE = {"=id": '=HYPERLINK("http://x","y")', "+1": "@SUM(1)", "-x": "'=quoted", "ok": "-1.5"}
 
 
 def test_write_outputs_disarms_and_round_trips_answers(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, list(HOSTILE))
+    plan = make_plan(tmp_path, list(HOSTILE))
     out = tmp_path / "out"
-    write_outputs(out, plan, _results(plan, HOSTILE))
+    write_outputs(out, plan, make_results(plan, HOSTILE))
     got = {r["sample_id"]: r["answer"] for r in read_csv_dicts(out / "answers.csv")}
     assert got == HOSTILE
     for name in ("answers.csv", "metrics.csv"):
@@ -249,9 +222,9 @@ def test_write_outputs_disarms_and_round_trips_answers(tmp_path: Path) -> None:
 def test_write_outputs_failure_keeps_every_previous_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = _plan(tmp_path, ["a", "b"])
+    plan = make_plan(tmp_path, ["a", "b"])
     out = tmp_path / "out"
-    write_outputs(out, plan, _results(plan, {}))
+    write_outputs(out, plan, make_results(plan, {}))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     real = outputdir._write_temp
 
@@ -262,7 +235,7 @@ def test_write_outputs_failure_keeps_every_previous_file(
 
     monkeypatch.setattr(outputdir, "_write_temp", full_at_benchmark)
     with pytest.raises(OutputError, match=r"benchmark\.json"):
-        write_outputs(out, plan, _results(plan, {"a": "changed"}))
+        write_outputs(out, plan, make_results(plan, {"a": "changed"}))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -506,8 +479,8 @@ def test_lock_on_unusable_output_is_a_config_error(tmp_path: Path) -> None:
 
 def _record(name: str, **changes: Any) -> dict[str, Any]:
     record = make_record(
-        _case(("cer",)),
-        _sample(name, "abc"),
+        make_case(("cer",)),
+        make_sample(name, "abc"),
         Completion(
             text="abc", ttft_s=0.1, e2e_s=0.2, completion_tokens=3, sent_at=1.0, finished_at=2.0
         ),
@@ -713,7 +686,7 @@ def test_real_full_disk_then_resume(tiny_fs: Path) -> None:
 
 
 def test_rebuild_notes_skipped_lines_and_rescores_missing_metrics(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, ["a", "b", "c"])
+    plan = make_plan(tmp_path, ["a", "b", "c"])
     case = plan.cases[0]
     out = tmp_path / "out"
     store = ResultStore(out, "main")

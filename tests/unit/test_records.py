@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_vlmhb.client import Completion
-from pytest_vlmhb.config import Case, ModelSpec, TaskSpec
 from pytest_vlmhb.gates import gate_failure
 from pytest_vlmhb.records import Record, make_record, percentile, summarize_case
-from pytest_vlmhb.tasks.manifest import Sample
+from tests.helpers import make_case, make_sample
 
 
 @given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=2, max_size=50),
@@ -28,31 +26,16 @@ def test_percentile_edges() -> None:
     assert percentile([3.0], 99) == 3.0
 
 
-def _case(metrics: tuple[str, ...]) -> Case:
-    model = ModelSpec(name="m", source="x", served_name="m", base_dir=Path("."))
-    task = TaskSpec(name="t", type="ocr", data="d", prompt="p", metrics=metrics,
-                    max_tokens=8, base_dir=Path("."))
-    return Case(id="c", index=0, model=model, task=task, backend="hf", launcher="local",
-                concurrency=2, max_tokens=8, temperature=0.0, limit=None, request_params={},
-                request_timeout=10.0, max_retries=0, max_restarts=0, gauge_poll_s=0.0,
-                thresholds=(), source_file=Path("u.csv"), source_line=2)
-
-
-def _sample(sid: str, text: str, manifest: Path = Path("m.jsonl")) -> Sample:
-    return Sample(id=sid, image=Path("x.png"), prompt="p", reference={"text": text},
-                  manifest=manifest)
-
-
 def test_summary_pools_cer_and_counts_errors_as_worst() -> None:
-    case = _case(("cer",))
+    case = make_case(("cer",))
     ok = Completion(text="abcd", ttft_s=0.1, e2e_s=0.4, prompt_tokens=5, completion_tokens=4,
                     finish_reason="stop", sent_at=100.0, finished_at=100.5)
     ok2 = Completion(text="ab", ttft_s=0.2, e2e_s=0.2, prompt_tokens=5, completion_tokens=1,
                      finish_reason="stop", sent_at=100.1, finished_at=101.0)
     records = [
-        make_record(case, _sample("a", "abcf"), ok, None),           # 1 edit / 4
-        make_record(case, _sample("b", "abcdefgh"), ok2, None),      # 6 edits / 8
-        make_record(case, _sample("c", "xyz"), None, "image not found: x.png"),  # worst 3/3
+        make_record(case, make_sample("a", "abcf"), ok, None),           # 1 edit / 4
+        make_record(case, make_sample("b", "abcdefgh"), ok2, None),      # 6 edits / 8
+        make_record(case, make_sample("c", "xyz"), None, "image not found: x.png"),  # worst 3/3
     ]
     assert records[0]["scores"]["cer"] == pytest.approx(0.25)
     assert records[1]["tpot_ms"] is None  # a single output token has no TPOT
@@ -83,7 +66,7 @@ def _timed(sid: str, sent: float | None, finished: float | None, tokens: int = 1
            error: str | None = None) -> Record:
     done = Completion(text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=tokens,
                       sent_at=sent or 0.0, finished_at=finished or 0.0)
-    return make_record(_case(("cer",)), _sample(sid, "x"), None if error else done, error)
+    return make_record(make_case(("cer",)), make_sample(sid, "x"), None if error else done, error)
 
 
 HOUR = 3600.0
@@ -102,7 +85,7 @@ HOUR = 3600.0
 def test_rates_over_the_union_of_in_flight_intervals(
         intervals: list[tuple[float, float]], requests_per_s: float, tokens_per_s: float) -> None:
     records = [_timed(f"s{i}", a, b) for i, (a, b) in enumerate(intervals)]
-    row = summarize_case(_case(("cer",)), records)
+    row = summarize_case(make_case(("cer",)), records)
     assert row["requests_per_s"] == pytest.approx(requests_per_s, abs=1e-3)
     assert row["output_tokens_per_s"] == pytest.approx(tokens_per_s, abs=1e-3)
 
@@ -110,9 +93,9 @@ def test_rates_over_the_union_of_in_flight_intervals(
 def test_rates_skip_records_without_usable_timestamps() -> None:
     records = [_timed("a", 1000.0, 1001.0), _timed("b", None, 1001.0), _timed("c", 1000.0, None),
                _timed("d", 1002.0, 1001.0), _timed("e", None, None, error="boom")]
-    row = summarize_case(_case(("cer",)), records)
+    row = summarize_case(make_case(("cer",)), records)
     assert row["requests_per_s"] == pytest.approx(1.0)  # only "a" has an interval
     assert row["output_tokens_per_s"] == pytest.approx(10.0)
     assert row["client_completion_tokens"] == 40  # still every answered sample's tokens
-    none = summarize_case(_case(("cer",)), [_timed("a", None, None), _timed("b", 5.0, 5.0)])
+    none = summarize_case(make_case(("cer",)), [_timed("a", None, None), _timed("b", 5.0, 5.0)])
     assert none["requests_per_s"] is None and none["output_tokens_per_s"] is None

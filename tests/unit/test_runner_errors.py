@@ -19,7 +19,7 @@ from pytest_vlmhb.errors import ServerError
 from pytest_vlmhb.launchers.base import RunningServer
 from pytest_vlmhb.runner import CaseRun, LoopThread
 from pytest_vlmhb.tasks.manifest import Sample
-from tests.unit.test_records import _case
+from tests.helpers import make_case
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def _failing_run(tmp_path: Path, loop: LoopThread, monkeypatch: pytest.MonkeyPat
                       manifest=tmp_path / "m.jsonl") for i in range(n)]
     server = RunningServer(base_url="http://127.0.0.1:9/v1", root_url="http://127.0.0.1:9",
                            served_name="m", exit_code=exit_code)
-    case = _case(("cer",)).model_copy(update={"concurrency": concurrency})
+    case = make_case(("cer",)).model_copy(update={"concurrency": concurrency})
     run = CaseRun(case, samples, server, OpenAIBackend())
     start = time.perf_counter()
     run.start(loop)

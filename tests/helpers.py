@@ -1,0 +1,110 @@
+"""Helpers shared by the project's tests (test modules import these, never each other).
+
+- End to end: a pytester suite (user_config.csv, models.csv, tasks.csv and the
+  benchmark test module), a real ``pytest`` subprocess run, small manifests,
+  and CSV reading that undoes the outputs' formula escaping.
+- In-process: a minimal Case and Sample for records, reports and the runner.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_vlmhb.cases import Plan
+from pytest_vlmhb.client import Completion
+from pytest_vlmhb.config import Case, ModelSpec, TaskSpec
+from pytest_vlmhb.csvsafe import read_csv_dicts
+from pytest_vlmhb.records import make_record
+from pytest_vlmhb.report import RunResults
+from pytest_vlmhb.store import record_key
+from pytest_vlmhb.tasks.manifest import Sample
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = (REPO / "benchmarks" / "test_vlmhb.py").read_text()
+MODELS = "name,source\ntiny,builtin:tiny-idefics3\n"
+TASKS = (
+    "name,type,data\n"
+    "vqa,docvqa,builtin:synthetic-docs\nchart,chartqa,builtin:synthetic-docs\n"
+    "ocr,ocr,builtin:synthetic-docs\nkie,kie,builtin:synthetic-docs\n"
+    "cls,doc_classification,builtin:synthetic-docs\n"
+)
+#: A conftest that SIGKILLs the running server once sample s1's item is done.
+KILL_SERVER_AFTER_S1 = (
+    "import os, signal\n"
+    "from pytest_vlmhb.plugin import RUNTIME\n"
+    "def pytest_runtest_teardown(item):\n"
+    "    if item.name.endswith('/s1]'):\n"
+    "        os.kill(item.config.stash[RUNTIME].pool.current.pid, signal.SIGKILL)\n"
+)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """An output CSV as dicts, formula escaping undone (as our own readers do)."""
+    return read_csv_dicts(path)
+
+
+def setup_suite(pytester: pytest.Pytester, config: str, models: str = MODELS,
+                tasks: str = TASKS) -> None:
+    """The benchmark suite in pytester's folder with these three CSV files."""
+    pytester.makepyfile(test_vlmhb=SUITE)
+    (pytester.path / "user_config.csv").write_text(config)
+    (pytester.path / "models.csv").write_text(models)
+    (pytester.path / "tasks.csv").write_text(tasks)
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """The suite in a real pytest subprocess (the plugin from its entry point)."""
+    return pytester.runpytest_subprocess("--vlmhb-config=user_config.csv",
+                                         "-p", "no:cacheprovider", *args, timeout=1200)
+
+
+def page_manifest(pytester: pytest.Pytester, n: int) -> None:
+    """data/m.jsonl: n docvqa samples s0..s{n-1} on one blank page, answer "a"."""
+    data = pytester.mkdir("data")
+    from PIL import Image
+
+    Image.new("L", (60, 40), 255).save(data / "p.png")
+    (data / "m.jsonl").write_text("".join(
+        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": ["a"]})
+        + "\n" for i in range(n)))
+
+
+def make_case(metrics: tuple[str, ...], task_type: str = "ocr") -> Case:
+    """A minimal case "c" (model "m" on hf, local) scoring ``metrics``."""
+    model = ModelSpec(name="m", source="x", served_name="m", base_dir=Path("."))
+    task = TaskSpec(name="t", type=task_type, data="d", prompt="p", metrics=metrics,
+                    max_tokens=8, base_dir=Path("."))
+    return Case(id="c", index=0, model=model, task=task, backend="hf", launcher="local",
+                concurrency=2, max_tokens=8, temperature=0.0, limit=None, request_params={},
+                request_timeout=10.0, max_retries=0, max_restarts=0, gauge_poll_s=0.0,
+                thresholds=(), source_file=Path("u.csv"), source_line=2)
+
+
+def make_sample(sid: str, text: str, manifest: Path = Path("m.jsonl")) -> Sample:
+    """A sample whose reference is OCR ``text``."""
+    return Sample(id=sid, image=Path("x.png"), prompt="p", reference={"text": text},
+                  manifest=manifest)
+
+
+def make_plan(tmp_path: Path, ids: list[str]) -> Plan:
+    """One CER case over samples ``ids`` (reference "abc") with a real manifest file."""
+    manifest = tmp_path / "data" / "m.jsonl"
+    manifest.parent.mkdir(exist_ok=True)
+    manifest.write_text("{}\n")
+    case = make_case(("cer",))
+    return Plan(cases=(case,), samples={case.id: [make_sample(i, "abc", manifest) for i in ids]})
+
+
+def make_results(plan: Plan, answers: dict[str, str]) -> RunResults:
+    """Answered records of the plan's first case (``answers`` by sample id, else "abc")."""
+    case = plan.cases[0]
+    results = RunResults()
+    for sample in plan.samples[case.id]:
+        done = Completion(text=answers.get(sample.id, "abc"), ttft_s=0.1, e2e_s=0.2,
+                          completion_tokens=3, sent_at=1000.0, finished_at=1000.2)
+        record = make_record(case, sample, done, None)
+        results.add_record({**record, "key": record_key(case, sample)})
+    return results
