@@ -53,6 +53,8 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 class ServerPool:
@@ -133,6 +135,8 @@ class CaseRun:
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
+    #: Why starting a fresh server failed (then no more restarts are tried).
+    restart_error: str | None = None
     done: concurrent.futures.Future[CaseInfo] | None = None
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
@@ -172,14 +176,18 @@ class CaseRun:
         async with self._restart_lock:
             if self.server is not dead_server:
                 return True  # another request already restarted it
-            if self.restart is None or self.restarts >= self.case.max_restarts:
+            if (
+                self.restart is None
+                or self.restarts >= self.case.max_restarts
+                or self.restart_error is not None
+            ):
                 return False
-            self.restarts += 1
             try:
                 self.server = await asyncio.to_thread(self.restart)
-            except VlmhbError:
-                self.restarts = self.case.max_restarts  # a server that cannot start: give up
+            except VlmhbError as exc:
+                self.restart_error = str(exc)  # a server that cannot start: give up
                 return False
+            self.restarts += 1
             return True
 
     async def _send(
@@ -237,6 +245,8 @@ class CaseRun:
                 dead = self._death(server) or await self._death_within(server, 0.5)
                 if dead is not None and await self._replace(server):
                     continue  # the same sample again, on the fresh server
+                if dead is not None and self.restart_error is not None:
+                    dead = ServerError(f"{dead}\nrestarting it failed: {self.restart_error}")
                 future.set_exception(dead or exc)
             except VlmhbError as exc:
                 future.set_exception(exc)
