@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +29,7 @@ from .launchers.base import default_launcher, launcher_names, load_launcher
 from .models import check_source
 from .numbers import finite_float, in_range
 from .redact import check_api_key_env
+from .shard import Split, config_hash, split_cases
 from .tasks.base import TaskType
 from .tasks.manifest import Sample, load_manifest
 from .tasks.presets import (
@@ -51,6 +52,10 @@ class Plan:
     #: models.csv's models (users' own tests name them) and where it is.
     models: dict[str, ModelSpec] = field(default_factory=dict)
     models_file: Path | None = None
+    #: This run's shard of the server groups (None: every group).
+    shard: Split | None = None
+    #: :func:`shard.config_hash` of the configuration ("" without a config).
+    config_hash: str = ""
 
     @cached_property
     def _cases_by_id(self) -> dict[str, Case]:
@@ -208,19 +213,33 @@ def _thresholds(
     return tuple(out)
 
 
-def _launcher(row: CaseRow, model: ModelSpec, path: Path, line: int) -> str:
-    """The case's launcher, checked for its model and this machine, and resolved
-    (``auto`` -> docker or local)."""
+def _launcher(row: CaseRow, model: ModelSpec, override: str | None, path: Path, line: int) -> str:
+    """The case's launcher as configured (``--vlmhb-launcher``, the column, or the
+    default), checked for its model; resolved later by :func:`_resolve_launcher`."""
     where: dict[str, Any] = {"file": path, "line": line, "column": "launcher"}
-    name = row.launcher or default_launcher(model)
+    name = override or row.launcher or default_launcher(model)
     allowed = launcher_names()
     if name not in allowed:
         raise ConfigError(f"unknown launcher {name!r}", allowed=allowed, **where)
-    launcher = load_launcher(name, **where)
-    problem = launcher.check_model(model) or launcher.check_available()
+    problem = load_launcher(name, **where).check_model(model)
     if problem:
-        raise ConfigError(problem, **where)
-    return launcher.resolve(model)
+        raise ConfigError(problem + _from_option(override), **where)
+    return name
+
+
+def _from_option(override: str | None) -> str:
+    return f" (--vlmhb-launcher={override})" if override else ""
+
+
+def _resolve_launcher(case: Case, override: str | None) -> Case:
+    """The case with its launcher checked for this machine and resolved
+    (``auto`` -> docker or local)."""
+    where: dict[str, Any] = {"file": case.source_file, "line": case.source_line}
+    launcher = load_launcher(case.launcher, column="launcher", **where)
+    problem = launcher.check_available()
+    if problem:
+        raise ConfigError(problem + _from_option(override), column="launcher", **where)
+    return case.model_copy(update={"launcher": launcher.resolve(case.model)})
 
 
 def models_path(settings: Settings) -> Path | None:
@@ -231,20 +250,37 @@ def models_path(settings: Settings) -> Path | None:
 
 
 def load_cases(settings: Settings) -> list[Case]:
-    """Validate user_config.csv and resolve its models, tasks and backends."""
-    return _cases_and_models(settings)[0]
+    """Validate user_config.csv and resolve its models, tasks, backends and launchers."""
+    return [_resolve_launcher(c, settings.launcher) for c in load_draft(settings).cases]
 
 
-def _cases_and_models(settings: Settings) -> tuple[list[Case], dict[str, ModelSpec]]:
+@dataclass(frozen=True)
+class Draft:
+    """The validated cases before any data is read: launchers as configured
+    (not yet resolved for this machine), and the configuration's hash."""
+
+    cases: list[Case]
+    models: dict[str, ModelSpec]
+    config_hash: str
+
+
+def load_draft(settings: Settings) -> Draft:
+    """user_config.csv, models.csv and tasks.csv validated; no manifest is resolved."""
     path = settings.config
     assert path is not None
+    if settings.launcher is not None and settings.launcher not in launcher_names():
+        raise ConfigError(
+            f"--vlmhb-launcher: unknown launcher {settings.launcher!r}", allowed=launcher_names()
+        )
     rows = _read_table(path, CaseRow, ("model", "task", "backend"), _is_threshold)
     if not rows:
         raise ConfigError("no cases: the file has a header but no rows", file=path, line=2)
-    models = load_models(_sibling(settings.models, path, "models.csv"))
+    models_file = _sibling(settings.models, path, "models.csv")
+    models = load_models(models_file)
     tasks_path = _sibling(settings.tasks, path, "tasks.csv")
     # Without a tasks.csv beside the config, only the built-in presets are tasks.
-    tasks = load_tasks(tasks_path) if settings.tasks or tasks_path.exists() else {}
+    has_tasks = bool(settings.tasks) or tasks_path.exists()
+    tasks = load_tasks(tasks_path) if has_tasks else {}
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for index, (line, row, raw) in enumerate(rows):
@@ -285,7 +321,7 @@ def _cases_and_models(settings: Settings) -> tuple[list[Case], dict[str, ModelSp
                 model=model,
                 task=task,
                 backend=row.backend,
-                launcher=_launcher(row, model, path, line),
+                launcher=_launcher(row, model, settings.launcher, path, line),
                 concurrency=row.concurrency,
                 max_tokens=row.max_tokens or task.max_tokens,
                 temperature=row.temperature,
@@ -300,7 +336,12 @@ def _cases_and_models(settings: Settings) -> tuple[list[Case], dict[str, ModelSp
                 source_line=line,
             )
         )
-    return cases, models
+    files = (
+        ("user_config.csv", path),
+        ("models.csv", models_file),
+        ("tasks.csv", tasks_path if has_tasks else None),
+    )
+    return Draft(cases, models, config_hash(settings, files, cases))
 
 
 def _min_limit(*limits: int | None) -> int | None:
@@ -317,7 +358,26 @@ def load_plan(settings: Settings) -> Plan:
     if settings.config is None:
         assert models_file is not None
         return Plan(cases=(), samples={}, models=load_models(models_file), models_file=models_file)
-    cases, models = _cases_and_models(settings)
+    return finish_plan(settings, load_draft(settings))
+
+
+def finish_plan(
+    settings: Settings, draft: Draft, launchers: Mapping[str, str] | None = None
+) -> Plan:
+    """The draft's plan: under ``--vlmhb-shard`` only this shard's cases; launchers
+    resolved (or, for a merge, as the shards ran them: ``launchers`` by case id);
+    baseline gates added; then the manifests of the cases kept, and only those,
+    resolved and loaded."""
+    cases = draft.cases
+    split = None
+    if settings.shard is not None:
+        split = split_cases(cases, *settings.shard)
+        own = {case_id for group in split.own for case_id in group.cases}
+        cases = [c for c in cases if c.id in own]
+    if launchers is not None:
+        cases = [c.model_copy(update={"launcher": launchers[c.id]}) for c in cases]
+    else:
+        cases = [_resolve_launcher(c, settings.launcher) for c in cases]
     baseline = read_baseline(settings.baseline) if settings.baseline else None
     if baseline is not None:
         cases = [
@@ -348,6 +408,8 @@ def load_plan(settings: Settings) -> Plan:
         cases=tuple(cases),
         samples=samples,
         baseline=baseline,
-        models=models,
-        models_file=models_file,
+        models=draft.models,
+        models_file=models_path(settings),
+        shard=split,
+        config_hash=draft.config_hash,
     )

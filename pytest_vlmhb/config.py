@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,6 +37,39 @@ RESERVED_REQUEST_FIELDS = frozenset(
 )
 
 
+#: How a ``launcher=slurm`` job runs the server: the backend venv, or a SIF image.
+SlurmContainer = Literal["none", "apptainer", "singularity"]
+#: sbatch options the slurm launcher sets itself (or that would stop it from
+#: working): ``slurm_args`` may not hold them.
+RESERVED_SBATCH_OPTIONS = (
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--comment",
+    "--export",
+    "--parsable",
+    "--wrap",
+    "--array",
+    "-a",
+    "--wait",
+    "-W",
+    "--test-only",
+)
+
+
+def _reserved_sbatch_option(word: str) -> str | None:
+    """The reserved sbatch option ``word`` sets (``--output=x``, ``-ox``), or None."""
+    for option in RESERVED_SBATCH_OPTIONS:
+        if option.startswith("--"):
+            hit = word == option or word.startswith(option + "=")
+        else:
+            hit = word.startswith(option) and not word.startswith("--")
+        if hit:
+            return option
+    return None
+
+
 def _split_semicolons(value: object) -> object:
     """A ``;``-separated CSV cell -> tuple of its non-empty, stripped items."""
     if isinstance(value, str):
@@ -58,16 +91,32 @@ class ModelRow(BaseModel):
     requirements: tuple[str, ...] = ()
     #: GPUs for the model's server container: ``all``, a count, or ``device=0,1``.
     gpus: str | None = Field(default=None, pattern=r"^(all|[0-9]+|device=[0-9]+(,[0-9]+)*)$")
+    #: sbatch options of the model's job (launcher=slurm), shell-style words.
+    slurm_args: tuple[str, ...] = ()
+    #: How the job runs the server: the backend venv (``none``) or a SIF image.
+    slurm_container: SlurmContainer = "none"
 
     _split_requirements = field_validator("requirements", mode="before")(
         lambda value: _split_semicolons(value)
     )
 
-    @field_validator("server_args", mode="before")
+    @field_validator("server_args", "slurm_args", mode="before")
     @classmethod
     def _split_args(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(shlex.split(value))
+        return value
+
+    @field_validator("slurm_args")
+    @classmethod
+    def _check_slurm_args(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for word in value:
+            option = _reserved_sbatch_option(word)
+            if option:
+                raise ValueError(
+                    f"{word!r}: the slurm launcher sets {option} itself (reserved: "
+                    f"{', '.join(RESERVED_SBATCH_OPTIONS)})"
+                )
         return value
 
     @field_validator("endpoint")
@@ -192,6 +241,10 @@ class ModelSpec(BaseModel):
     requirements: tuple[str, ...] = ()
     #: GPUs the server's container asks for (docker launcher); None: none.
     gpus: str | None = None
+    #: sbatch options of the model's job (slurm launcher), one word each.
+    slurm_args: tuple[str, ...] = ()
+    #: How the slurm job runs the server: ``none`` (the backend venv) or a SIF image.
+    slurm_container: SlurmContainer = "none"
     base_dir: Path
     #: Where the model's row is (models.csv and its line), for errors found later.
     source_file: Path | None = None

@@ -41,6 +41,26 @@ def _non_negative(text: str) -> float:
     return in_range(finite_float(text), low=0.0)
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``2/3`` -> (2, 3): shard I of N, 1-based, 1 <= I <= N."""
+    index, slash, total = text.strip().partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        i, n = int(index), int(total)
+    except ValueError:
+        raise ValueError(f"expected I/N such as 2/3, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"expected I/N with 1 <= I <= N (e.g. 2/3), got {text!r}")
+    return i, n
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a launcher name, got an empty value")
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Option:
     """One ``--vlmhb-<name>`` option (ini ``vlmhb_<name>``)."""
@@ -81,6 +101,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("tasks", Path, None, "tasks.csv (default: next to the config)", "file"),
     Option("startup-timeout", _timeout, 900.0, "seconds a server may take to become healthy (> 0)"),
     Option("request-timeout", _timeout, 300.0, "seconds one request may take (> 0)"),
+    Option(
+        "shard",
+        parse_shard,
+        None,
+        "run shard I of N (e.g. 2/3): whole server groups, balanced by estimated work",
+    ),
+    Option(
+        "launcher",
+        _name,
+        None,
+        "launch every case's server with this launcher (names as in the launcher column)",
+    ),
     Option(
         "gpus-per-worker",
         _positive_int,
@@ -126,6 +158,15 @@ def register(parser: pytest.Parser) -> None:
         default=False,
         help="run nothing: rewrite answers.csv, metrics.csv and report.md "
         "from the results store in the output dir",
+    )
+    group.addoption(
+        "--vlmhb-merge",
+        dest="vlmhb_merge",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="run nothing: write the outputs from these shards' output dirs "
+        "(repeat it, one per shard)",
     )
     for option in OPTIONS:
         shown = f" (default: {option.default})" if option.default is not None else ""
@@ -191,9 +232,56 @@ def settings_from(config: pytest.Config) -> Settings:
         values[option.dest.removeprefix("vlmhb_")] = value
     workerinput = getattr(config, "workerinput", None)
     worker_index = int(str(workerinput["workerid"]).removeprefix("gw")) if workerinput else 0
-    return Settings(
+    settings = Settings(
         **values,
         resume=bool(config.getoption("vlmhb_resume")),
         rebuild_reports=bool(config.getoption("vlmhb_rebuild_reports")),
         worker_index=worker_index,
+        merge=_merge_dirs(config.getoption("vlmhb_merge") or []),
     )
+    _check_combination(settings)
+    return settings
+
+
+def _merge_dirs(raw: list[str]) -> tuple[Path, ...]:
+    """``--vlmhb-merge`` values: existing directories, resolved against the cwd."""
+    dirs = []
+    for text in raw:
+        if not str(text).strip():
+            raise pytest.UsageError(f"--vlmhb-merge: expected a directory, got {text!r}")
+        path = (Path.cwd() / Path(text).expanduser()).resolve()
+        if not path.is_dir():
+            what = "a file" if path.exists() else "not found"
+            raise pytest.UsageError(f"--vlmhb-merge: {path} is {what}, expected a shard's dir")
+        dirs.append(path)
+    return tuple(dirs)
+
+
+def _check_combination(settings: Settings) -> None:
+    """Options that cannot go together."""
+    needs_config = [
+        f"--vlmhb-{name}"
+        for name, given in (("shard", settings.shard), ("merge", settings.merge))
+        if given
+    ]
+    if needs_config and settings.config is None:
+        raise pytest.UsageError(
+            f"{needs_config[0]} needs --vlmhb-config (the same config on every shard)"
+        )
+    if not settings.merge:
+        return
+    for name, given in (
+        ("shard", settings.shard),
+        ("resume", settings.resume),
+        ("rebuild-reports", settings.rebuild_reports),
+    ):
+        if given:
+            raise pytest.UsageError(
+                f"--vlmhb-merge cannot go with --vlmhb-{name}: a merge runs nothing "
+                "and writes the outputs from the shards' stores"
+            )
+    if settings.output in settings.merge:
+        raise pytest.UsageError(
+            f"--vlmhb-output {settings.output} is one of the --vlmhb-merge dirs; "
+            "write the merged outputs to a dir of their own"
+        )

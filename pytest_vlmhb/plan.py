@@ -57,6 +57,8 @@ def plan_lines(plan: Plan, settings: Settings) -> list[str]:
         f"vlmhb plan: {len(plan.cases)} cases, {total} samples, "
         f"{len(groups)} server groups (nothing is built or started by --collect-only)"
     ]
+    if plan.shard is not None:
+        lines.append(plan.shard.describe())
     for key, cases in groups.items():
         lines.append(f"server {key}")
         lines.append(f"  argv: {server_argv(cases[0], settings)}")

@@ -135,11 +135,18 @@ def pytest_configure(config: pytest.Config) -> None:
         if lock is not None:
             lock.release()
         raise
+    from .outputdir import OutputError
     from .runner import Runtime
-    from .session import set_previous_aside
+    from .session import record_run, set_previous_aside
 
     if takes_output:
         set_previous_aside(settings, _progress(config))  # after every usage error
+        try:
+            record_run(plan, settings)
+        except OutputError as exc:
+            if lock is not None:
+                lock.release()
+            raise pytest.UsageError(f"vlmhb: {exc}") from None
     config.stash[RUNTIME] = Runtime(settings, plan, _progress(config), _worker_id(config))
     if not _is_worker(config):
         config.pluginmanager.register(ResultsCollector(config), "vlmhb-results")
@@ -170,11 +177,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[PLAN] = plan
     config.stash[RUNTIME].plan = plan
 
-    if config.stash[SETTINGS].rebuild_reports:
-        config.hook.pytest_deselected(items=list(items))  # the store has the answers
+    settings = config.stash[SETTINGS]
+    if settings.rebuild_reports or settings.merge:
+        config.hook.pytest_deselected(items=list(items))  # the stores have the answers
         items[:] = []
         return
     kept, unused = collect.split_unparametrized(items)
+    if plan.shard is not None:
+        from .shard import user_tests_elsewhere
+
+        plan, elsewhere = user_tests_elsewhere(kept, plan, plan.shard)
+        config.stash[PLAN] = config.stash[RUNTIME].plan = plan
+        away = set(elsewhere)
+        kept = [item for item in kept if item not in away]
+        unused += elsewhere
     if unused:  # e.g. test_gate when no case has a threshold: no skipped noise
         config.hook.pytest_deselected(items=unused)
     items[:] = collect.ordered(kept, plan)
@@ -325,11 +341,14 @@ class ResultsCollector:
         from .session import finish_outputs
 
         settings = self.config.stash[SETTINGS]
-        self.rows, self.notes, status = finish_outputs(
-            settings, self.config.stash[PLAN], self.results
-        )
+        plan = self.config.stash[PLAN]
+        self.rows, self.notes, status = finish_outputs(settings, plan, self.results)
         if status is not None:
             session.exitstatus = status
+        shard = plan.shard  # an empty shard is a success, not pytest's "no tests" (5)
+        if shard and not shard.own and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            self.notes.append(f"{shard.describe()}; exit 0")
+            session.exitstatus = pytest.ExitCode.OK
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .report import summary_lines

@@ -1,7 +1,12 @@
-"""Rebuild the run's outputs from its results store alone, sending nothing."""
+"""Rebuild the run's outputs from its results store alone, sending nothing.
+
+``--vlmhb-rebuild-reports`` reads the output dir's own store; ``--vlmhb-merge``
+reads each case from the store of the shard that ran it (:mod:`merge`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .cases import Plan
@@ -9,7 +14,7 @@ from .config import Case
 from .gates import gate_result
 from .records import Record, metric
 from .report import RunResults
-from .store import load_store, record_key
+from .store import StoreContents, load_store, record_key
 from .tasks.manifest import Sample
 
 
@@ -39,8 +44,18 @@ def results_from_store(plan: Plan, output: Path) -> tuple[RunResults, list[str]]
     """The plan's stored records, case figures and re-checked gates; and the store
     lines skipped as ``file:line (why)`` (also noted in report.md)."""
     store = load_store(output)
-    results = RunResults(store_skipped=list(store.skipped))
+    stores = {case.id: store for case in plan.cases}
+    return results_from_stores(plan, stores, store.skipped), store.skipped
+
+
+def results_from_stores(
+    plan: Plan, stores: Mapping[str, StoreContents], skipped: Sequence[str]
+) -> RunResults:
+    """Each case's records and figures from ``stores[case id]`` (a case without a
+    store has none), with its gates re-checked; ``skipped`` is noted in report.md."""
+    results = RunResults(store_skipped=list(skipped))
     for case in plan.cases:
+        store = stores.get(case.id, StoreContents())
         for sample in plan.samples[case.id]:
             stored = store.records.get(record_key(case, sample))
             if stored is not None:
@@ -52,4 +67,4 @@ def results_from_store(plan: Plan, output: Path) -> tuple[RunResults, list[str]]
             results.gates.append(
                 gate_result(case, threshold, records, store.case_info.get(case.id))[0]
             )
-    return results, store.skipped
+    return results

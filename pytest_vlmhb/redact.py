@@ -80,11 +80,17 @@ def register_env(names: Iterable[str]) -> list[str]:
                 f"masked reliably; it is masked anyway, which may also mask "
                 f"ordinary text in answers and reports"
             )
-        _secrets.extend(
-            form for form in _forms(value) if len(form) >= _MIN_MASKED and form not in _secrets
-        )
-    _secrets.sort(key=len, reverse=True)  # a key containing another is masked whole
+        register_value(value)
     return warnings
+
+
+def register_value(value: str) -> None:
+    """Mask a secret the harness made itself (e.g. a per-run server key) from now on,
+    with its escaped and encoded forms; values under 4 characters are not masked."""
+    _secrets.extend(
+        form for form in _forms(value) if len(form) >= _MIN_MASKED and form not in _secrets
+    )
+    _secrets.sort(key=len, reverse=True)  # a key containing another is masked whole
 
 
 def check_api_key_env(name: str) -> str | None:

@@ -1,8 +1,9 @@
 """The session's start and end, as plain functions the hooks call.
 
 Start: every check that can fail runs before anything is moved, written or
-started (a usage error leaves earlier results untouched). End: outputs are
-written atomically, and a rebuild's exit status follows its gates.
+started (a usage error leaves earlier results untouched); then the store
+gets its run record. End: outputs are written atomically, and the exit
+status of a rebuild or a merge follows its gates.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .outputdir import OutputLock, check_writable
 from .redact import register_env
 from .report import RunResults, write_outputs
 from .settings import Settings
-from .store import STORE_DIR, set_aside
+from .store import RUN_FILE, STORE_DIR, ResultStore, set_aside
 
 Progress = Callable[[str], None]
 
@@ -31,7 +32,12 @@ def prepare(
     The controller (or a plain run) checks the output dir is writable and
     locks it; xdist workers share their controller's lock.
     """
-    plan = load_plan(settings)
+    if settings.merge:
+        from .merge import merged_plan
+
+        plan = merged_plan(settings)
+    else:
+        plan = load_plan(settings)
     for warning in register_env(c.model.api_key_env for c in plan.cases if c.model.api_key_env):
         progress(warning)
     if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
@@ -40,11 +46,29 @@ def prepare(
         )
     if not controller:
         return plan, None
+    if plan.shard is not None:
+        progress(plan.shard.describe())
     check_writable(settings.output)
     lock = OutputLock.acquire(settings.output)
     if lock.took_over:
         progress(lock.took_over)
     return plan, lock
+
+
+def record_run(plan: Plan, settings: Settings) -> None:
+    """The store's run record (``results/run.jsonl``: shard, config hash, cases),
+    which a merge checks; a rebuild writes none. ``OutputError`` when it cannot."""
+    if settings.config is None or settings.rebuild_reports:
+        return
+    from .shard import run_info_entry
+
+    store = ResultStore(settings.output, "main", name=RUN_FILE)
+    try:
+        store.append(
+            run_info_entry(plan.cases, plan.shard, plan.config_hash, merged=bool(settings.merge))
+        )
+    finally:
+        store.close()
 
 
 def set_previous_aside(settings: Settings, progress: Progress) -> None:
@@ -70,19 +94,31 @@ def finish_outputs(
     """Write the outputs; (metrics rows, notes for the terminal, exit status to set).
 
     The exit status is None for a normal run (pytest's own outcome stands);
-    a rebuild exits 1 when a re-checked gate fails, else 0.
+    a rebuild or a merge exits 1 when a re-checked gate fails, else 0. A merge
+    also writes the records it used into its own store (``samples-merged.jsonl``),
+    so ``--vlmhb-rebuild-reports`` works on its output dir too.
     """
     notes: list[str] = []
     status: int | None = None
-    if settings.rebuild_reports:
+    if settings.rebuild_reports or settings.merge:
+        from .merge import incomplete_notes, merged_results
         from .rebuild import results_from_store
 
-        results, skipped = results_from_store(plan, settings.output)
+        if settings.merge:
+            results, skipped = merged_results(plan, settings.merge)
+        else:
+            results, skipped = results_from_store(plan, settings.output)
         notes += [f"results store: skipped {line}" for line in skipped]
+        if settings.merge:
+            notes += incomplete_notes(plan, results)
         status = _gates_status(results)
     rows: list[CaseRow] = []
     if results.records:
         try:
+            if settings.merge:
+                from .merge import store_merged
+
+                store_merged(settings.output, plan, results)
             rows = write_outputs(settings.output, plan, results)
         except OSError as exc:
             notes.append(

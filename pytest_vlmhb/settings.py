@@ -31,6 +31,12 @@ class Settings:
     max_latency_increase: float | None = None  # a fraction: 0.1 means +10%
     gpus_per_worker: int | None = None
     worker_index: int = 0  # xdist worker gwN -> N; 0 without xdist
+    #: ``--vlmhb-shard I/N``: (I, N), 1 <= I <= N; None runs every server group.
+    shard: tuple[int, int] | None = None
+    #: ``--vlmhb-launcher``: the launcher of every case (None: each row's own).
+    launcher: str | None = None
+    #: ``--vlmhb-merge``: shard output dirs whose stores become this run's outputs.
+    merge: tuple[Path, ...] = ()
 
     def model_copy(self, *, update: dict[str, Any]) -> Settings:
         """A copy with some fields replaced (pydantic's spelling, kept for callers)."""

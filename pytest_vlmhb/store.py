@@ -6,9 +6,10 @@ without ``--vlmhb-resume`` moves the previous store aside under a timestamped
 name; with it, stored answers whose key still matches are reused.
 
 Loading validates every line against :class:`records.StoredRecord` (the
-record :func:`records.make_record` builds, and its key) or :class:`CaseLine`;
-a line that is torn, not JSON, or of the wrong shape is skipped and reported
-as ``file:line (why)``, never raised.
+record :func:`records.make_record` builds, and its key), :class:`CaseLine`
+or :class:`RunLine` (which run wrote the store: shard, config hash); a line
+that is torn, not JSON, or of the wrong shape is skipped and reported as
+``file:line (why)``, never raised.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from .redact import redact
 from .tasks.manifest import Sample
 
 __all__ = [
+    "RUN_FILE",
     "STORE_DIR",
     "CaseLine",
     "ResultStore",
+    "RunInfo",
+    "RunLine",
     "StoreContents",
     "StoredRecord",
     "case_info_entry",
@@ -91,8 +95,35 @@ def case_info_entry(case_id: str, info: CaseInfo) -> CaseLine:
     return {"case_info": info, "case_id": case_id}
 
 
+_Positive = Annotated[int, Field(ge=1)]
+#: The store file of the run records (written by the controller only).
+RUN_FILE = "run.jsonl"
+
+
+@with_config(ConfigDict(strict=True, extra="allow"))
+class RunInfo(TypedDict):
+    """Which run wrote the store: its shard, config hash and cases (with the launcher
+    each ran on); a run appends one at its start (a resume another: the last counts)."""
+
+    shard_index: _Positive
+    shard_total: _Positive
+    config_hash: Annotated[str, Field(min_length=1)]
+    cases: dict[str, str]
+    mode: str  # "run", or "merge" for a merge's own store
+    version: str
+    started: str
+
+
+@with_config(ConfigDict(strict=True, extra="allow"))
+class RunLine(TypedDict):
+    """The store line holding a :class:`RunInfo`."""
+
+    run_info: RunInfo
+
+
 _RECORD: Final = TypeAdapter(StoredRecord)
 _CASE_LINE: Final = TypeAdapter(CaseLine)
+_RUN_LINE: Final = TypeAdapter(RunLine)
 #: Record fields the stores of earlier versions may lack, with the value each reads as.
 OLDER_RECORD_DEFAULTS: Final[dict[str, object]] = {
     "model": "",
@@ -116,6 +147,8 @@ class StoreContents:
     records: dict[str, StoredRecord] = field(default_factory=dict)
     case_info: dict[str, CaseInfo] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: The last run record (None in a store of an earlier version).
+    run_info: RunInfo | None = None
 
 
 def _why(exc: ValidationError) -> str:
@@ -133,13 +166,21 @@ def _take(contents: StoreContents, entry: object) -> str | None:
         if "case_info" in entry:
             line = _CASE_LINE.validate_python(entry)
             contents.case_info[line["case_id"]] = entry["case_info"]
+        elif "run_info" in entry:
+            run = _RUN_LINE.validate_python(entry)["run_info"]
+            if run["shard_index"] > run["shard_total"]:
+                return f"run_info: shard {run['shard_index']}/{run['shard_total']} out of range"
+            contents.run_info = cast(RunInfo, entry["run_info"])
         elif "key" in entry:
             # Validated as it is; kept as read (the validated copy has 1.0 for 1).
             record = {**OLDER_RECORD_DEFAULTS, **entry}
             _RECORD.validate_python(record)
             contents.records[entry["key"]] = cast(StoredRecord, record)
         else:
-            return "neither a sample record (no 'key') nor case figures (no 'case_info')"
+            return (
+                "neither a sample record (no 'key'), case figures (no 'case_info') "
+                "nor a run record (no 'run_info')"
+            )
     except ValidationError as exc:
         return _why(exc)
     return None
@@ -170,8 +211,8 @@ def _load_file(path: Path, contents: StoreContents) -> None:
 
 
 def load_store(output: Path) -> StoreContents:
-    """Every valid record (by key) and case figure (by case id) of the store; the
-    last one wins. Bad lines are skipped and listed, never raised."""
+    """Every valid record (by key), case figure (by case id) and the run record of
+    the store; the last one wins. Bad lines are skipped and listed, never raised."""
     contents = StoreContents()
     for path in sorted((output / STORE_DIR).glob("*.jsonl")):
         if path.is_file():
@@ -198,7 +239,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _line(entry: StoredRecord | CaseLine) -> bytes:
+def _line(entry: StoredRecord | CaseLine | RunLine) -> bytes:
     """One JSONL line with secrets masked; non-ASCII escaped only when not UTF-8 encodable."""
     text = redact(json.dumps(entry, ensure_ascii=False))
     try:
@@ -208,7 +249,8 @@ def _line(entry: StoredRecord | CaseLine) -> bytes:
 
 
 class ResultStore:
-    """Appends this process's records to ``results/samples-<worker>.jsonl``.
+    """Appends this process's records to ``results/samples-<worker>.jsonl`` (or the
+    file ``name``: :data:`RUN_FILE` for the run records).
 
     Each line goes to the OS in one unbuffered write. A file whose last line
     was torn (a killed process) or a failed write gets a newline first, so
@@ -216,8 +258,8 @@ class ResultStore:
     :class:`~pytest_vlmhb.outputdir.OutputError` naming the file and the cause.
     """
 
-    def __init__(self, output: Path, worker_id: str) -> None:
-        self.path = output / STORE_DIR / f"samples-{worker_id}.jsonl"
+    def __init__(self, output: Path, worker_id: str, *, name: str | None = None) -> None:
+        self.path = output / STORE_DIR / (name or f"samples-{worker_id}.jsonl")
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -232,7 +274,7 @@ class ResultStore:
             raise
         return fd
 
-    def append(self, entry: StoredRecord | CaseLine) -> None:
+    def append(self, entry: StoredRecord | CaseLine | RunLine) -> None:
         """Write one line; ``OutputError`` when it cannot (the store stays loadable)."""
         line = _line(entry)
         try:

@@ -134,7 +134,7 @@ def _model(**fields: Any) -> ModelSpec:
 
 def test_launchers_are_found_and_asked_by_name_alone(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert base.launcher_names() == ["auto", "docker", "external", "local"]
+    assert base.launcher_names() == ["auto", "docker", "external", "local", "slurm"]
     assert base.load_launcher("auto") is AutoLauncher
     assert base.load_launcher("docker") is DockerLauncher
     plain, endpoint = _model(), _model(endpoint="http://h:1/v1")
