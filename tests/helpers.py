@@ -21,6 +21,7 @@ from pytest_vlmhb.records import make_record
 from pytest_vlmhb.report import RunResults
 from pytest_vlmhb.store import record_key
 from pytest_vlmhb.tasks.manifest import Sample
+from tests.stub_openai import StubScript
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = (REPO / "benchmarks" / "test_vlmhb.py").read_text()
@@ -70,6 +71,33 @@ def page_manifest(pytester: pytest.Pytester, n: int) -> None:
     (data / "m.jsonl").write_text("".join(
         json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": ["a"]})
         + "\n" for i in range(n)))
+
+
+#: The docvqa task type's default prompt suffix (what a stub's answer table keys on).
+DOCVQA_SUFFIX = "\nAnswer the question using a single word or phrase."
+
+
+def stub_vqa_suite(pytester: pytest.Pytester, url: str, n: int) -> None:
+    """n docvqa samples s{i} (question "Q{i}?", answer "a{i}") on the stub at ``url``,
+    one case at concurrency 1 (model "remote", backend openai)."""
+    data = pytester.path / "data"
+    data.mkdir(exist_ok=True)
+    from PIL import Image
+
+    Image.new("L", (30, 30), 255).save(data / "p.png")
+    (data / "m.jsonl").write_text("".join(
+        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?",
+                    "answers": [f"a{i}"]}) + "\n" for i in range(n)))
+    setup_suite(pytester, "model,task,backend,concurrency\nremote,vqa,openai,1\n",
+                models=f"name,source,endpoint\nremote,x,{url}\n",
+                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+
+
+def half_right_script(n: int, **settings: object) -> StubScript:
+    """A stub that answers every other sample of :func:`stub_vqa_suite` right (so the
+    scores say whether rows were mixed up): anls 0.5 for even n."""
+    return StubScript(answers={f"Q{i}?{DOCVQA_SUFFIX}": f"a{i}" if i % 2 else "wrong"
+                               for i in range(n)}, **settings)  # type: ignore[arg-type]
 
 
 def make_case(metrics: tuple[str, ...], task_type: str = "ocr") -> Case:

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import http.client
 import io
+import itertools
 import json
 import os
 import socket
@@ -293,10 +294,36 @@ def check_stream_matches_non_stream(server: Server, png: bytes) -> None:
     assert first["delta"]["role"] == "assistant"
 
 
+#: Streaming is real when a long answer's tokens arrive spread over time, not in
+#: one burst, and TTFT is not compared with E2E: TTFT is the prefill, which load
+#: stretches most (measured here: 12 ms idle, 1.1 s under load, for 64 tokens
+#: decoded in 50 ms to 2.6 s), so no ratio of the two holds on a busy machine.
+#: The answer is long because the client reads late under load: gaps of 45 ms
+#: in which tokens piled up were seen, as long as a whole 64-token decode (35 ms
+#: at the fastest); 256 tokens take >= 75 ms even at 0.3 ms a token (0.6 s on
+#: this 2-core machine idle, 6 s loaded).
+STREAM_TOKENS = 256
+#: A server that generated everything first and then split the text sends all
+#: its chunks within about a millisecond (6 ms at most under load, measured);
+#: a streaming one spreads them over the whole decode.
+MIN_DECODE_SPAN_S = 0.010
+
+
+def check_streamed_over_time(span_s: float, gaps_s: list[float]) -> None:
+    """First to last token ``span_s`` apart, ``gaps_s`` between consecutive tokens:
+    the tokens came at different times, and not just the first one early."""
+    assert span_s >= MIN_DECODE_SPAN_S, (
+        f"all {len(gaps_s) + 1} tokens within {span_s * 1e3:.2f} ms: not streamed")
+    rest_s = span_s - gaps_s[0]
+    assert rest_s >= MIN_DECODE_SPAN_S / 2, (
+        f"the first token early, the other {len(gaps_s)} within {rest_s * 1e3:.2f} ms: "
+        "not streamed")
+
+
 def check_usage_and_timing(server: Server, png: bytes) -> Streamed:
     body = chat_body(
         png,
-        max_tokens=64,
+        max_tokens=STREAM_TOKENS,
         ignore_eos=True,
         return_token_ids=True,
         stream_options={"include_usage": True},
@@ -304,14 +331,15 @@ def check_usage_and_timing(server: Server, png: bytes) -> Streamed:
     out = stream_chat(server, body)
     usage = out.usage
     assert usage is not None and out.chunks[-1]["choices"] == [], out.chunks[-1]
-    assert usage["completion_tokens"] == 64 == len(out.token_ids), usage
+    assert usage["completion_tokens"] == STREAM_TOKENS == len(out.token_ids), usage
     per_token = [c for c in out.chunks if c["choices"] and c["choices"][0].get("token_ids")]
-    assert len(per_token) == 64 and all(len(c["choices"][0]["token_ids"]) == 1 for c in per_token)
-    assert usage["total_tokens"] == usage["prompt_tokens"] + 64
+    assert len(per_token) == STREAM_TOKENS
+    assert all(len(c["choices"][0]["token_ids"]) == 1 for c in per_token)
+    assert usage["total_tokens"] == usage["prompt_tokens"] + STREAM_TOKENS
     assert out.finish_reason == "length"
     assert out.content_times, "no content at all"
-    # TTFT is real: the first content chunk arrives long before the last one.
-    assert out.ttft < 0.5 * out.e2e, (out.ttft, out.e2e)
+    times = out.content_times
+    check_streamed_over_time(times[-1] - times[0], [b - a for a, b in itertools.pairwise(times)])
     return out
 
 
@@ -425,7 +453,7 @@ def main(argv: list[str]) -> int:
     print(f"model build      {build_s:6.2f} s")
     print(f"server startup   {server.startup_s:6.2f} s (spawn -> /health 200)")
     print(
-        f"64-token stream  {request_s:6.3f} s wall; TTFT {timed.ttft * 1000:.1f} ms, "
+        f"{STREAM_TOKENS}-token stream {request_s:6.3f} s wall; TTFT {timed.ttft * 1000:.1f} ms, "
         f"E2E {timed.e2e * 1000:.1f} ms, {len(timed.content_times)} content chunks"
     )
     print(f"peak memory      {metrics['vlmhb_peak_memory_bytes'] / 2**20:.0f} MiB (server RSS)")

@@ -35,8 +35,22 @@ class StubScript:
     #: Send a first token whose text is withheld (empty content), like vLLM's
     #: detokenizer on a partial UTF-8 sequence; it carries its id when asked.
     withheld_first_token: bool = False
+    #: Answer only the first ``hold_from`` chat requests at once; later ones get
+    #: no response at all until ``release()`` (a server stuck mid-run, on cue).
+    hold_from: int | None = None
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def held(self) -> int:
+        """How many received chat requests are (or were) held back."""
+        if self.hold_from is None:
+            return 0
+        return max(0, len(self.received) - self.hold_from)
+
+    def release(self) -> None:
+        """Answer the held requests (and every later one) normally."""
+        self.released.set()
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -51,6 +65,11 @@ def make_app(script: StubScript) -> web.Application:
         body = await request.json()
         script.received.append(body)
         script.headers.append(dict(request.headers))
+        if script.hold_from is not None and len(script.received) > script.hold_from:
+            while not script.released.is_set():
+                await asyncio.sleep(0.01)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)  # the client has gone: nothing to answer
         if script.required_key and request.headers.get("Authorization") != (
                 f"Bearer {script.required_key}"):
             # Like some real servers, echo what was sent: the harness must mask it.
@@ -131,7 +150,10 @@ def running_stub(script: StubScript) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{holder['port']}/v1"
     finally:
+        script.release()  # held requests must not keep the server from stopping
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        if not thread.is_alive():
+            loop.close()
 
 

@@ -9,18 +9,27 @@ import sys
 
 import pytest
 
-from tests.integration.test_harness import read_csv, run, setup_suite
-from tests.integration.test_resume import N, _script, _suite
+from tests.helpers import half_right_script, read_csv, run, setup_suite, stub_vqa_suite
 from tests.stub_openai import StubScript, running_stub
+
+N = 8
+#: Fixed server delays make the latencies the stub's, not the machine's: a 1000%
+#: latency gate then holds however loaded the machine is (a bare stub's 1-2 ms
+#: TPOT varied more than 10x under load).
+DELAYS = {"first_delay_s": 0.05, "chunk_delay_s": 0.02, "chunk_chars": 1}
+
+
+def _suite(pytester: pytest.Pytester, url: str) -> None:
+    stub_vqa_suite(pytester, url, N)
 
 
 def test_baseline_deltas_and_regression_gates(pytester: pytest.Pytester) -> None:
-    with running_stub(_script()) as url:  # half the answers right: anls 0.5
+    with running_stub(half_right_script(N, **DELAYS)) as url:  # half right: anls 0.5
         _suite(pytester, url)
         run(pytester).assert_outcomes(passed=N)
     shutil.copy(pytester.path / "vlmhb-results" / "metrics.csv", pytester.path / "base.csv")
     assert read_csv(pytester.path / "base.csv")[0]["anls"] == "0.5"
-    with running_stub(StubScript(default_answer="wrong")) as url:  # now all wrong
+    with running_stub(StubScript(default_answer="wrong", **DELAYS)) as url:  # all wrong
         _suite(pytester, url)
         (pytester.path / "user_config.csv").write_text(
             "id,model,task,backend,concurrency\n,remote,vqa,openai,1\nfresh,remote,vqa,openai,1\n")
@@ -50,7 +59,7 @@ def test_bad_latency_tolerance_is_a_usage_error(pytester: pytest.Pytester) -> No
 
 
 def test_benchmark_json_for_pytest_benchmark_compare(pytester: pytest.Pytester) -> None:
-    with running_stub(_script()) as url:
+    with running_stub(half_right_script(N)) as url:
         _suite(pytester, url)
         run(pytester, "-n", "2").assert_outcomes(passed=N)  # written by the controller
     out = pytester.path / "vlmhb-results"

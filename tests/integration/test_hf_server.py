@@ -54,9 +54,9 @@ def test_stream_and_non_stream_agree(hf: tuple[checks.Server, str, Path], png: b
 
 def test_one_chunk_per_token_and_real_ttft(hf: tuple[checks.Server, str, Path],
                                            png: bytes) -> None:
-    timed = checks.check_usage_and_timing(hf[0], png)
-    assert len(timed.token_ids) == 64
-    assert timed.ttft < 0.5 * timed.e2e
+    timed = checks.check_usage_and_timing(hf[0], png)  # streamed over time, too
+    assert len(timed.token_ids) == checks.STREAM_TOKENS
+    assert 0 < timed.ttft < timed.e2e - checks.MIN_DECODE_SPAN_S, (timed.ttft, timed.e2e)
 
 
 def test_token_ids_equal_transformers_generate(hf: tuple[checks.Server, str, Path],

@@ -3,6 +3,7 @@ sends only what is missing (counted at the server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,30 +14,41 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_harness import read_csv, run, setup_suite
+from tests.helpers import half_right_script, read_csv, run, stub_vqa_suite
 from tests.stub_openai import StubScript, running_stub
 
 N = 8
-SUFFIX = "\nAnswer the question using a single word or phrase."
+DONE = 3  # samples answered before the interrupted run is signalled
+#: pytest as a terminal runs it, where Ctrl-C raises KeyboardInterrupt. A child of a
+#: suite started as a background job (``.ci/run &``) inherits SIGINT *ignored*, and
+#: Python keeps an ignored SIGINT ignored: the signal would do nothing and the run
+#: would simply finish (all N records and the case line stored).
+INTERRUPTIBLE_PYTEST = ("import runpy, signal, sys; "
+                        "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                        "sys.argv[0] = 'pytest'; runpy.run_module('pytest', run_name='__main__')")
 
 
 def _suite(pytester: pytest.Pytester, url: str) -> None:
-    data = pytester.path / "data"
-    data.mkdir(exist_ok=True)
-    from PIL import Image
-    Image.new("L", (30, 30), 255).save(data / "p.png")
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?",
-                    "answers": [f"a{i}"]}) + "\n" for i in range(N)))
-    setup_suite(pytester, "model,task,backend,concurrency\nremote,vqa,openai,1\n",
-                models=f"name,source,endpoint\nremote,x,{url}\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    stub_vqa_suite(pytester, url, N)
 
 
-def _script(first_delay_s: float = 0.0) -> StubScript:
-    # Every other answer is right, so the scores say whether rows were mixed up.
-    return StubScript(answers={f"Q{i}?{SUFFIX}": f"a{i}" if i % 2 else "wrong"
-                               for i in range(N)}, first_delay_s=first_delay_s)
+def _script(hold_from: int | None = None) -> StubScript:
+    return half_right_script(N, hold_from=hold_from)
+
+
+def _stored(store: Path) -> int:
+    """Sample records in the store: not its run or case lines, nor a line torn by
+    SIGKILL (split at "\n" only, as the plugin reads it)."""
+    if not store.exists():
+        return 0
+    count = 0
+    for line in store.read_text().split("\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        count += isinstance(entry, dict) and "key" in entry
+    return count
 
 
 def _answers(path: Path) -> list[tuple[str, str, str]]:
@@ -70,23 +82,35 @@ def test_interrupted_run_resumes_with_only_the_missing_samples(
         _suite(pytester, url)
         run(pytester, "--vlmhb-output=reference").assert_outcomes(passed=N)
     reference = _answers(pytester.path / "reference")
-    script = _script(first_delay_s=0.25)
+    # The stub answers the first DONE requests and holds the next one (concurrency
+    # 1: one request at a time) until released: when the signal lands, exactly
+    # DONE samples are stored and the run cannot have finished, however slow or
+    # loaded the machine is.
+    script = _script(hold_from=DONE)
     with running_stub(script) as url:
         _suite(pytester, url)
         store = pytester.path / "vlmhb-results" / "results" / "samples-main.jsonl"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+            [sys.executable, "-c", INTERRUPTIBLE_PYTEST, "-p", "no:cacheprovider",
              "--vlmhb-config=user_config.csv"], cwd=pytester.path, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if store.exists() and len(store.read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.05)
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=30)
-        done = len([line for line in store.read_text().splitlines() if line.strip()])
-        assert 3 <= done < N
+        try:
+            deadline = time.monotonic() + 120
+            while not (script.held() and _stored(store) >= DONE):
+                assert proc.poll() is None, f"the run ended early (exit {proc.returncode})"
+                assert time.monotonic() < deadline, (script.held(), _stored(store))
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # deaf to the signal: do not leave it
+                raise
+        done = _stored(store)
+        assert done == DONE  # the held sample and the ones after it never finished
+        script.release()
         sent_before = len(script.received)
         resumed = run(pytester, "--vlmhb-resume")
         resumed.assert_outcomes(passed=N)
