@@ -47,8 +47,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     return read_csv_dicts(path)
 
 
-def setup_suite(pytester: pytest.Pytester, config: str, models: str = MODELS,
-                tasks: str = TASKS) -> None:
+def setup_suite(
+    pytester: pytest.Pytester, config: str, models: str = MODELS, tasks: str = TASKS
+) -> None:
     """The benchmark suite in pytester's folder with these three CSV files."""
     pytester.makepyfile(test_vlmhb=SUITE)
     (pytester.path / "user_config.csv").write_text(config)
@@ -58,8 +59,9 @@ def setup_suite(pytester: pytest.Pytester, config: str, models: str = MODELS,
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """The suite in a real pytest subprocess (the plugin from its entry point)."""
-    return pytester.runpytest_subprocess("--vlmhb-config=user_config.csv",
-                                         "-p", "no:cacheprovider", *args, timeout=1200)
+    return pytester.runpytest_subprocess(
+        "--vlmhb-config=user_config.csv", "-p", "no:cacheprovider", *args, timeout=1200
+    )
 
 
 def page_manifest(pytester: pytest.Pytester, n: int) -> None:
@@ -68,9 +70,13 @@ def page_manifest(pytester: pytest.Pytester, n: int) -> None:
     from PIL import Image
 
     Image.new("L", (60, 40), 255).save(data / "p.png")
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": ["a"]})
-        + "\n" for i in range(n)))
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": ["a"]})
+            + "\n"
+            for i in range(n)
+        )
+    )
 
 
 #: The docvqa task type's default prompt suffix (what a stub's answer table keys on).
@@ -85,36 +91,71 @@ def stub_vqa_suite(pytester: pytest.Pytester, url: str, n: int) -> None:
     from PIL import Image
 
     Image.new("L", (30, 30), 255).save(data / "p.png")
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "image": "p.png", "question": f"Q{i}?",
-                    "answers": [f"a{i}"]}) + "\n" for i in range(n)))
-    setup_suite(pytester, "model,task,backend,concurrency\nremote,vqa,openai,1\n",
-                models=f"name,source,endpoint\nremote,x,{url}\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"id": f"s{i}", "image": "p.png", "question": f"Q{i}?", "answers": [f"a{i}"]}
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
+    setup_suite(
+        pytester,
+        "model,task,backend,concurrency\nremote,vqa,openai,1\n",
+        models=f"name,source,endpoint\nremote,x,{url}\n",
+        tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+    )
 
 
 def half_right_script(n: int, **settings: object) -> StubScript:
     """A stub that answers every other sample of :func:`stub_vqa_suite` right (so the
     scores say whether rows were mixed up): anls 0.5 for even n."""
-    return StubScript(answers={f"Q{i}?{DOCVQA_SUFFIX}": f"a{i}" if i % 2 else "wrong"
-                               for i in range(n)}, **settings)  # type: ignore[arg-type]
+    return StubScript(
+        answers={f"Q{i}?{DOCVQA_SUFFIX}": f"a{i}" if i % 2 else "wrong" for i in range(n)},
+        **settings,
+    )  # type: ignore[arg-type]
 
 
 def make_case(metrics: tuple[str, ...], task_type: str = "ocr") -> Case:
     """A minimal case "c" (model "m" on hf, local) scoring ``metrics``."""
     model = ModelSpec(name="m", source="x", served_name="m", base_dir=Path("."))
-    task = TaskSpec(name="t", type=task_type, data="d", prompt="p", metrics=metrics,
-                    max_tokens=8, base_dir=Path("."))
-    return Case(id="c", index=0, model=model, task=task, backend="hf", launcher="local",
-                concurrency=2, max_tokens=8, temperature=0.0, limit=None, request_params={},
-                request_timeout=10.0, max_retries=0, max_restarts=0, gauge_poll_s=0.0,
-                thresholds=(), source_file=Path("u.csv"), source_line=2)
+    task = TaskSpec(
+        name="t",
+        type=task_type,
+        data="d",
+        prompt="p",
+        metrics=metrics,
+        max_tokens=8,
+        base_dir=Path("."),
+    )
+    return Case(
+        id="c",
+        index=0,
+        model=model,
+        task=task,
+        backend="hf",
+        launcher="local",
+        concurrency=2,
+        max_tokens=8,
+        temperature=0.0,
+        limit=None,
+        request_params={},
+        request_timeout=10.0,
+        max_retries=0,
+        max_restarts=0,
+        gauge_poll_s=0.0,
+        thresholds=(),
+        source_file=Path("u.csv"),
+        source_line=2,
+    )
 
 
 def make_sample(sid: str, text: str, manifest: Path = Path("m.jsonl")) -> Sample:
     """A sample whose reference is OCR ``text``."""
-    return Sample(id=sid, image=Path("x.png"), prompt="p", reference={"text": text},
-                  manifest=manifest)
+    return Sample(
+        id=sid, image=Path("x.png"), prompt="p", reference={"text": text}, manifest=manifest
+    )
 
 
 def make_plan(tmp_path: Path, ids: list[str]) -> Plan:
@@ -131,8 +172,14 @@ def make_results(plan: Plan, answers: dict[str, str]) -> RunResults:
     case = plan.cases[0]
     results = RunResults()
     for sample in plan.samples[case.id]:
-        done = Completion(text=answers.get(sample.id, "abc"), ttft_s=0.1, e2e_s=0.2,
-                          completion_tokens=3, sent_at=1000.0, finished_at=1000.2)
+        done = Completion(
+            text=answers.get(sample.id, "abc"),
+            ttft_s=0.1,
+            e2e_s=0.2,
+            completion_tokens=3,
+            sent_at=1000.0,
+            finished_at=1000.2,
+        )
         record = make_record(case, sample, done, None)
         results.add_record({**record, "key": record_key(case, sample)})
     return results

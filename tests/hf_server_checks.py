@@ -258,8 +258,7 @@ def reference_ids(python: str, model_dir: Path, png: bytes, max_new_tokens: int)
         return _generate_ids(python, model_dir, image_path, max_new_tokens)
 
 
-def _generate_ids(python: str, model_dir: Path, image_path: Path, max_new_tokens: int
-                  ) -> list[int]:
+def _generate_ids(python: str, model_dir: Path, image_path: Path, max_new_tokens: int) -> list[int]:
     out = subprocess.run(
         [python, "-c", _GENERATE, str(model_dir), str(image_path), PROMPT, str(max_new_tokens)],
         env=backend_env(),
@@ -313,11 +312,12 @@ def check_streamed_over_time(span_s: float, gaps_s: list[float]) -> None:
     """First to last token ``span_s`` apart, ``gaps_s`` between consecutive tokens:
     the tokens came at different times, and not just the first one early."""
     assert span_s >= MIN_DECODE_SPAN_S, (
-        f"all {len(gaps_s) + 1} tokens within {span_s * 1e3:.2f} ms: not streamed")
+        f"all {len(gaps_s) + 1} tokens within {span_s * 1e3:.2f} ms: not streamed"
+    )
     rest_s = span_s - gaps_s[0]
     assert rest_s >= MIN_DECODE_SPAN_S / 2, (
-        f"the first token early, the other {len(gaps_s)} within {rest_s * 1e3:.2f} ms: "
-        "not streamed")
+        f"the first token early, the other {len(gaps_s)} within {rest_s * 1e3:.2f} ms: not streamed"
+    )
 
 
 def check_usage_and_timing(server: Server, png: bytes) -> Streamed:

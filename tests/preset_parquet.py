@@ -64,51 +64,93 @@ def _image_feature() -> Any:
     return datasets.Image()
 
 
-def docvqa(root: Path, rows: Sequence[tuple[str, str, list[str]]], *, config: str = "DocVQA",
-           split: str = "validation", images: Sequence[bytes] | None = None) -> Path:
+def docvqa(
+    root: Path,
+    rows: Sequence[tuple[str, str, list[str]]],
+    *,
+    config: str = "DocVQA",
+    split: str = "validation",
+    images: Sequence[bytes] | None = None,
+) -> Path:
     """lmms-lab/DocVQA (configs DocVQA, InfographicVQA): (questionId, question, answers)."""
     images = images or [png(q) for _, q, _ in rows]
     columns = {
-        "questionId": [r[0] for r in rows], "question": [r[1] for r in rows],
+        "questionId": [r[0] for r in rows],
+        "question": [r[1] for r in rows],
         "question_types": [["free_text"] for _ in rows],
         "image": [_image(raw) for raw in images],
-        "docId": list(range(len(rows))), "ucsf_document_id": ["x" for _ in rows],
+        "docId": list(range(len(rows))),
+        "ucsf_document_id": ["x" for _ in rows],
         "ucsf_document_page_no": ["1" for _ in rows],
-        "answers": [r[2] for r in rows], "data_split": [split for _ in rows],
+        "answers": [r[2] for r in rows],
+        "data_split": [split for _ in rows],
     }
-    features = {"questionId": _value(), "question": _value(), "question_types": _strings(),
-                "image": _image_feature(), "docId": _value("int32"),
-                "ucsf_document_id": _value(), "ucsf_document_page_no": _value(),
-                "answers": _strings(), "data_split": _value()}
+    features = {
+        "questionId": _value(),
+        "question": _value(),
+        "question_types": _strings(),
+        "image": _image_feature(),
+        "docId": _value("int32"),
+        "ucsf_document_id": _value(),
+        "ucsf_document_page_no": _value(),
+        "answers": _strings(),
+        "data_split": _value(),
+    }
     return write(root / config / f"{split}-00000-of-00001.parquet", columns, features)
 
 
 def chartqa(root: Path, rows: Sequence[tuple[str, str, str]], split: str = "test") -> Path:
     """lmms-lab/ChartQA: (type, question, answer), image."""
-    columns = {"type": [r[0] for r in rows], "question": [r[1] for r in rows],
-               "answer": [r[2] for r in rows], "image": [_image(png(r[1])) for r in rows]}
-    features = {"type": _value(), "question": _value(), "answer": _value(),
-                "image": _image_feature()}
+    columns = {
+        "type": [r[0] for r in rows],
+        "question": [r[1] for r in rows],
+        "answer": [r[2] for r in rows],
+        "image": [_image(png(r[1])) for r in rows],
+    }
+    features = {
+        "type": _value(),
+        "question": _value(),
+        "answer": _value(),
+        "image": _image_feature(),
+    }
     return write(root / "data" / f"{split}-00000-of-00001.parquet", columns, features)
 
 
 def ocrbench(root: Path, rows: Sequence[tuple[str, str, str, list[str]]]) -> Path:
     """echo840/OCRBench: (dataset, question, question_type, answer list), image."""
-    columns = {"dataset": [r[0] for r in rows], "question": [r[1] for r in rows],
-               "question_type": [r[2] for r in rows], "answer": [r[3] for r in rows],
-               "image": [_image(png(r[1])) for r in rows]}
-    features = {"dataset": _value(), "question": _value(), "question_type": _value(),
-                "answer": _strings(), "image": _image_feature()}
+    columns = {
+        "dataset": [r[0] for r in rows],
+        "question": [r[1] for r in rows],
+        "question_type": [r[2] for r in rows],
+        "answer": [r[3] for r in rows],
+        "image": [_image(png(r[1])) for r in rows],
+    }
+    features = {
+        "dataset": _value(),
+        "question": _value(),
+        "question_type": _value(),
+        "answer": _strings(),
+        "image": _image_feature(),
+    }
     return write(root / "data" / "test-00000-of-00001.parquet", columns, features)
 
 
 def cord(root: Path, parses: Sequence[dict[str, Any]]) -> Path:
     """naver-clova-ix/cord-v2: image, ground_truth (JSON text with gt_parse)."""
-    truths = [json.dumps({"gt_parse": p, "meta": {"version": "2.0.0", "split": "test"},
-                          "valid_line": [], "roi": {}, "repeating_symbol": [],
-                          "dontcare": []}) for p in parses]
-    columns = {"image": [_image(jpeg(str(i))) for i in range(len(parses))],
-               "ground_truth": truths}
+    truths = [
+        json.dumps(
+            {
+                "gt_parse": p,
+                "meta": {"version": "2.0.0", "split": "test"},
+                "valid_line": [],
+                "roi": {},
+                "repeating_symbol": [],
+                "dontcare": [],
+            }
+        )
+        for p in parses
+    ]
+    columns = {"image": [_image(jpeg(str(i))) for i in range(len(parses))], "ground_truth": truths}
     features = {"image": _image_feature(), "ground_truth": _value()}
     return write(root / "data" / "test-00000-of-00001.parquet", columns, features)
 
@@ -119,13 +161,20 @@ def ccocr_kie(root: Path, rows: Sequence[tuple[str, str, dict[str, Any]]]) -> Pa
         "index": list(range(len(rows))),
         "image": [_image(png(r[1])) for r in rows],
         "image_name": [r[1] for r in rows],
-        "question": ["Extract: {\"company\": \"\", \"date\": \"\", \"address\": \"\", "
-                     "\"total\": \"\"}" for _ in rows],
+        "question": [
+            'Extract: {"company": "", "date": "", "address": "", "total": ""}' for _ in rows
+        ],
         "answer": [json.dumps(r[2]) for r in rows],
         "split": [r[0] for r in rows],
         "l2-category": ["constrained_category" for _ in rows],
     }
-    features = {"index": _value("int64"), "image": _image_feature(), "image_name": _value(),
-                "question": _value(), "answer": _value(), "split": _value(),
-                "l2-category": _value()}
+    features = {
+        "index": _value("int64"),
+        "image": _image_feature(),
+        "image_name": _value(),
+        "question": _value(),
+        "answer": _value(),
+        "split": _value(),
+        "l2-category": _value(),
+    }
     return write(root / "kie" / "test-00000-of-00001.parquet", columns, features)

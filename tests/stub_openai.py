@@ -71,22 +71,22 @@ def make_app(script: StubScript) -> web.Application:
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)  # the client has gone: nothing to answer
         if script.required_key and request.headers.get("Authorization") != (
-                f"Bearer {script.required_key}"):
+            f"Bearer {script.required_key}"
+        ):
             # Like some real servers, echo what was sent: the harness must mask it.
             sent = request.headers.get("Authorization", "")
-            return web.json_response({"error": {"message": f"invalid key {sent!r}"}},
-                                     status=401)
+            return web.json_response({"error": {"message": f"invalid key {sent!r}"}}, status=401)
         if script.fail_first:
             status = script.fail_first.pop(0)
             if status == 0:
                 assert request.transport is not None
                 request.transport.close()  # the client sees a dropped connection
                 return web.Response(status=500)
-            return web.json_response({"error": {"message": f"scripted {status}"}},
-                                     status=status)
+            return web.json_response({"error": {"message": f"scripted {status}"}}, status=status)
         if script.status != 200:
-            return web.json_response({"error": {"message": "scripted failure"}},
-                                     status=script.status)
+            return web.json_response(
+                {"error": {"message": "scripted failure"}}, status=script.status
+            )
         answer = script.answers.get(_prompt(body), script.default_answer)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
@@ -96,8 +96,9 @@ def make_app(script: StubScript) -> web.Application:
 
         await send({"choices": [{"index": 0, "delta": {"role": "assistant"}}]})
         await asyncio.sleep(script.first_delay_s)
-        pieces = [answer[i:i + script.chunk_chars]
-                  for i in range(0, len(answer), script.chunk_chars)]
+        pieces = [
+            answer[i : i + script.chunk_chars] for i in range(0, len(answer), script.chunk_chars)
+        ]
         with_ids = bool(body.get("return_token_ids"))
         if script.withheld_first_token:
             pieces.insert(0, "")
@@ -110,9 +111,16 @@ def make_app(script: StubScript) -> web.Application:
             await send({"choices": [choice]})
         await send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if script.send_usage:
-            await send({"choices": [], "usage": {"prompt_tokens": 7,
-                                                 "completion_tokens": len(pieces),
-                                                 "total_tokens": 7 + len(pieces)}})
+            await send(
+                {
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 7,
+                        "completion_tokens": len(pieces),
+                        "total_tokens": 7 + len(pieces),
+                    },
+                }
+            )
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
@@ -155,5 +163,3 @@ def running_stub(script: StubScript) -> Iterator[str]:
         thread.join(10)
         if not thread.is_alive():
             loop.close()
-
-

@@ -53,7 +53,7 @@ class RunningServer:
     pid: int | None = None
     #: Resource peaks since the previous call (e.g. ``container_peak_memory_bytes``,
     #: ``gpu_peak_memory_bytes``); the runner calls it at the start and end of a case.
-    take_peaks: Callable[[], dict[str, float]] = lambda: {}
+    take_peaks: Callable[[], dict[str, float]] = dict
 
 
 def api_key(model: ModelSpec) -> str | None:

@@ -27,14 +27,29 @@ def test_bad_image_matrix(pytester: pytest.Pytester) -> None:
     (data / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20)
     # Tiny on disk, 40000 x 40000 pixels once decoded: past Pillow's bomb limit.
     Image.new("1", (40000, 40000)).save(data / "bomb.png")
-    files = {"gray": "gray.png", "palette": "palette.png", "rgba": "rgba.png",
-             "cmyk": "cmyk.jpg", "gray16": "gray16.png", "missing": "nope.png",
-             "empty": "empty.png", "corrupt": "corrupt.png", "bomb": "bomb.png"}
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": name, "image": path, "question": "What is it?", "answers": ["x"]})
-        + "\n" for name, path in files.items()))
-    setup_suite(pytester, "model,task,backend,launcher,max_tokens\ntiny,vqa,hf,local,4\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    files = {
+        "gray": "gray.png",
+        "palette": "palette.png",
+        "rgba": "rgba.png",
+        "cmyk": "cmyk.jpg",
+        "gray16": "gray16.png",
+        "missing": "nope.png",
+        "empty": "empty.png",
+        "corrupt": "corrupt.png",
+        "bomb": "bomb.png",
+    }
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps({"id": name, "image": path, "question": "What is it?", "answers": ["x"]})
+            + "\n"
+            for name, path in files.items()
+        )
+    )
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher,max_tokens\ntiny,vqa,hf,local,4\n",
+        tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+    )
     result = run(pytester)
     result.assert_outcomes(passed=len(GOOD), failed=len(BAD))
     rows = {r["sample_id"]: r for r in read_csv(pytester.path / "vlmhb-results" / "answers.csv")}

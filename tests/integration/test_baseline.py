@@ -32,14 +32,22 @@ def test_baseline_deltas_and_regression_gates(pytester: pytest.Pytester) -> None
     with running_stub(StubScript(default_answer="wrong", **DELAYS)) as url:  # all wrong
         _suite(pytester, url)
         (pytester.path / "user_config.csv").write_text(
-            "id,model,task,backend,concurrency\n,remote,vqa,openai,1\nfresh,remote,vqa,openai,1\n")
-        result = run(pytester, "--vlmhb-baseline=base.csv", "--vlmhb-max-score-drop=0.02",
-                     "--vlmhb-max-latency-increase=1000%", "-v")
+            "id,model,task,backend,concurrency\n,remote,vqa,openai,1\nfresh,remote,vqa,openai,1\n"
+        )
+        result = run(
+            pytester,
+            "--vlmhb-baseline=base.csv",
+            "--vlmhb-max-score-drop=0.02",
+            "--vlmhb-max-latency-increase=1000%",
+            "-v",
+        )
     # 2 x N samples pass; the old case gets score and latency gates; "fresh" is new.
-    result.stdout.fnmatch_lines([
-        "*test_gate?remote:vqa:openai/baseline_min_anls? FAILED*",
-        "*test_gate?remote:vqa:openai/baseline_max_ttft_p50_ms? PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_gate?remote:vqa:openai/baseline_min_anls? FAILED*",
+            "*test_gate?remote:vqa:openai/baseline_max_ttft_p50_ms? PASSED*",
+        ]
+    )
     result.stdout.fnmatch_lines(["anls 0 < min_anls 0.48"])
     assert "fresh/baseline" not in result.stdout.str()
     outcomes = result.parseoutcomes()
@@ -54,8 +62,12 @@ def test_bad_latency_tolerance_is_a_usage_error(pytester: pytest.Pytester) -> No
     setup_suite(pytester, "model,task,backend\nm,vqa,hf\n")
     result = run(pytester, "--vlmhb-max-latency-increase=lots")
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["*--vlmhb-max-latency-increase: expected a fraction or "
-                                 "percentage such as 0.1 or 10%, got 'lots'*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*--vlmhb-max-latency-increase: expected a fraction or "
+            "percentage such as 0.1 or 10%, got 'lots'*"
+        ]
+    )
 
 
 def test_benchmark_json_for_pytest_benchmark_compare(pytester: pytest.Pytester) -> None:
@@ -72,9 +84,17 @@ def test_benchmark_json_for_pytest_benchmark_compare(pytester: pytest.Pytester) 
     e2e = entries["e2e[remote:vqa:openai]"]["stats"]
     assert e2e["median"] * 1000 == pytest.approx(float(metrics["e2e_p50_ms"]), abs=1e-3)
     # pytest-benchmark's own command reads it.
-    proc = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()",
-                           "compare",
-                           str(out / "benchmark.json"), "--columns=min,median,max"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pytest_benchmark.cli import main; main()",
+            "compare",
+            str(out / "benchmark.json"),
+            "--columns=min,median,max",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ttft[remote:vqa:openai]" in proc.stdout

@@ -52,9 +52,20 @@ def _page_manifest(pytester: pytest.Pytester, n: int) -> str:
     pages = sorted((synth / "images").glob("*.png"))
     for i in range(n):
         (data / f"p{i}.png").write_bytes(pages[i % len(pages)].read_bytes())
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": f"s{i}", "image": f"p{i}.png", "question": f"What is field {i}?",
-                    "answers": ["x"]}) + "\n" for i in range(n)))
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"s{i}",
+                    "image": f"p{i}.png",
+                    "question": f"What is field {i}?",
+                    "answers": ["x"],
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
     return "name,type,data\nvqa,docvqa,data/m.jsonl\n"
 
 
@@ -97,9 +108,12 @@ def not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("not_a_worker")
 def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -> None:
     tasks = _page_manifest(pytester, 6)
-    setup_suite(pytester, "id,model,task,backend,launcher,max_tokens\n"
-                          "in-docker,tiny,vqa,hf,,24\nin-venv,tiny,vqa,hf,local,24\n",
-                tasks=tasks)
+    setup_suite(
+        pytester,
+        "id,model,task,backend,launcher,max_tokens\n"
+        "in-docker,tiny,vqa,hf,,24\nin-venv,tiny,vqa,hf,local,24\n",
+        tasks=tasks,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=12)
     # launcher left empty means auto: one line says which and why
@@ -120,16 +134,22 @@ def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -
 @pytest.mark.vllm
 def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
     tasks = _page_manifest(pytester, 8)
-    setup_suite(pytester, "id,model,task,backend,launcher,max_tokens,concurrency\n"
-                          "in-docker,tiny,vqa,vllm,docker,24,4\n"
-                          "in-venv,tiny,vqa,vllm,local,24,4\n", tasks=tasks)
+    setup_suite(
+        pytester,
+        "id,model,task,backend,launcher,max_tokens,concurrency\n"
+        "in-docker,tiny,vqa,vllm,docker,24,4\n"
+        "in-venv,tiny,vqa,vllm,local,24,4\n",
+        tasks=tasks,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=16)
-    result.stdout.fnmatch_lines(["*vllm server for tiny (image vlmhb/vllm-cpu:*) is up on "
-                                 "http://127.0.0.1:*",
-                                 # its engine core, seen from the host, moved as locally
-                                 "*vllm server for tiny (image vlmhb/vllm-cpu:*): * "
-                                 "vLLM's engine-core process *"])
+    result.stdout.fnmatch_lines(
+        [
+            "*vllm server for tiny (image vlmhb/vllm-cpu:*) is up on http://127.0.0.1:*",
+            # its engine core, seen from the host, moved as locally
+            "*vllm server for tiny (image vlmhb/vllm-cpu:*): * vLLM's engine-core process *",
+        ]
+    )
     out = pytester.path / "vlmhb-results"
     _parity(read_csv(out / "answers.csv"), "in-docker", "in-venv")
     metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
@@ -143,23 +163,30 @@ def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.server
 def test_bad_server_arg_fails_fast_and_failing_run_leaves_nothing(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     tasks = _page_manifest(pytester, 2)
-    setup_suite(pytester, "id,model,task,backend,launcher,min_anls\n"
-                          "bad,broken,vqa,hf,docker,\ngate,tiny,vqa,hf,docker,1.01\n",
-                models="name,source,server_args\ntiny,builtin:tiny-idefics3,\n"
-                       "broken,builtin:tiny-idefics3,--no-such-flag\n", tasks=tasks)
+    setup_suite(
+        pytester,
+        "id,model,task,backend,launcher,min_anls\n"
+        "bad,broken,vqa,hf,docker,\ngate,tiny,vqa,hf,docker,1.01\n",
+        models="name,source,server_args\ntiny,builtin:tiny-idefics3,\n"
+        "broken,builtin:tiny-idefics3,--no-such-flag\n",
+        tasks=tasks,
+    )
     start = time.monotonic()
     result = run(pytester)
     elapsed = time.monotonic() - start
     assert result.ret == 1
     result.assert_outcomes(passed=2, failed=3)  # bad: 2 samples; gate: 2 samples + gate
-    result.stdout.fnmatch_lines([
-        "*server broken@hf@docker failed to start: hf server for broken (image vlmhb/hf:*) "
-        "exited with code 2 during startup; log *broken@hf@docker.log:*",
-        "*error: unrecognized arguments: --no-such-flag*",
-        "*anls * < min_anls 1.01*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*server broken@hf@docker failed to start: hf server for broken (image vlmhb/hf:*) "
+            "exited with code 2 during startup; log *broken@hf@docker.log:*",
+            "*error: unrecognized arguments: --no-such-flag*",
+            "*anls * < min_anls 1.01*",
+        ]
+    )
     assert elapsed < 240, elapsed  # not the startup timeout (900 s)
     assert _ours(pytester) == []
 
@@ -187,12 +214,16 @@ PROBE = (
 
 
 @pytest.mark.server
-def test_key_via_env_port_on_loopback_model_read_only(pytester: pytest.Pytester,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_via_env_port_on_loopback_model_read_only(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tasks = _page_manifest(pytester, 2)
-    setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,docker\n",
-                models="name,source,api_key_env\ntiny,builtin:tiny-idefics3,VLMHB_DOCKER_KEY\n",
-                tasks=tasks)
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher\ntiny,vqa,hf,docker\n",
+        models="name,source,api_key_env\ntiny,builtin:tiny-idefics3,VLMHB_DOCKER_KEY\n",
+        tasks=tasks,
+    )
     pytester.makeconftest(PROBE)
     monkeypatch.setenv("VLMHB_DOCKER_KEY", SECRET)
     result = run(pytester)
@@ -212,19 +243,34 @@ def test_key_via_env_port_on_loopback_model_read_only(pytester: pytest.Pytester,
 
 def _spawn_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--vlmhb-config=user_config.csv",
-         "-p", "no:cacheprovider", "-p", "no:randomly"],
-        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTEST_ADDOPTS": ""})
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--vlmhb-config=user_config.csv",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTEST_ADDOPTS": ""},
+    )
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
-def test_interrupted_run_leaves_no_container(pytester: pytest.Pytester,
-                                             how: signal.Signals) -> None:
+def test_interrupted_run_leaves_no_container(
+    pytester: pytest.Pytester, how: signal.Signals
+) -> None:
     tasks = _page_manifest(pytester, 200)
-    setup_suite(pytester, "model,task,backend,launcher,concurrency,max_tokens\n"
-                          "tiny,vqa,hf,docker,1,64\n", tasks=tasks)
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher,concurrency,max_tokens\ntiny,vqa,hf,docker,1,64\n",
+        tasks=tasks,
+    )
     proc = _spawn_run(pytester)
     try:
         assert _wait_for(lambda: bool(_ours(pytester)), 300), "no container started"
@@ -249,10 +295,12 @@ def test_containers_of_a_dead_owner_are_swept(tmp_path: Path) -> None:
     proc.wait()
     labels = {MANAGED_LABEL: "true", OUTPUT_LABEL: str(tmp_path)}
     client = connect()
-    orphan = client.containers.run(base, ["sleep", "300"], detach=True,
-                                   labels={**labels, OWNER_LABEL: dead_owner})
-    alive = client.containers.run(base, ["sleep", "300"], detach=True,
-                                  labels={**labels, OWNER_LABEL: owner_id()})
+    orphan = client.containers.run(
+        base, ["sleep", "300"], detach=True, labels={**labels, OWNER_LABEL: dead_owner}
+    )
+    alive = client.containers.run(
+        base, ["sleep", "300"], detach=True, labels={**labels, OWNER_LABEL: owner_id()}
+    )
     try:
         removed = sweep_orphans(lambda _: None)
         assert orphan.name in removed and alive.name not in removed
@@ -265,32 +313,39 @@ def test_containers_of_a_dead_owner_are_swept(tmp_path: Path) -> None:
 
 
 def test_image_build_failure_shows_the_log_tail_and_other_cases_run(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     images = pytester.mkdir("images")
     (images / "hf").mkdir()
     (images / "hf" / "image.toml").write_text(
-        '[[image]]\nname = "hf-broken"\nbackend = "hf"\ngpu = "optional"\n')
+        '[[image]]\nname = "hf-broken"\nbackend = "hf"\ngpu = "optional"\n'
+    )
     (images / "hf" / "Dockerfile").write_text(
         f"FROM {LOCAL_BASE if image_id(LOCAL_BASE) else REGISTRY_BASE}\n"
-        "RUN echo vlmhb-build-step-output && exit 3\n")
+        "RUN echo vlmhb-build-step-output && exit 3\n"
+    )
     tasks = _page_manifest(pytester, 2)
     os.environ["VLMHB_MODEL_IMAGES"] = str(images)
     try:
         with running_stub(StubScript(default_answer="a")) as url:
-            setup_suite(pytester, "model,task,backend,launcher\ntiny,vqa,hf,docker\n"
-                                  "remote,vqa,openai,external\n",
-                        models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\n"
-                               f"remote,x,{url}\n", tasks=tasks)
+            setup_suite(
+                pytester,
+                "model,task,backend,launcher\ntiny,vqa,hf,docker\nremote,vqa,openai,external\n",
+                models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
+                tasks=tasks,
+            )
             result = run(pytester, "-v")
     finally:
         del os.environ["VLMHB_MODEL_IMAGES"]
     result.assert_outcomes(passed=2, failed=2)  # the other case still runs
-    result.stdout.fnmatch_lines([
-        "*test_sample?remote:vqa:openai/s0? PASSED*",
-        "*server tiny@hf@docker failed to start: building image vlmhb/hf-broken:* failed*",
-        "*vlmhb-build-step-output*",
-        "*returned a non-zero code: 3*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sample?remote:vqa:openai/s0? PASSED*",
+            "*server tiny@hf@docker failed to start: building image vlmhb/hf-broken:* failed*",
+            "*vlmhb-build-step-output*",
+            "*returned a non-zero code: 3*",
+        ]
+    )
     assert _ours(pytester) == []
 
 
@@ -305,8 +360,13 @@ def test_launcher_docker_without_a_daemon_is_a_usage_error(pytester: pytest.Pyte
         for name in ("models.csv", "tasks.csv"):
             (auto / name).write_bytes((pytester.path / name).read_bytes())
         auto_result = pytester.runpytest_subprocess(
-            "--vlmhb-config=auto/user_config.csv", "--collect-only", "-q",
-            "-p", "no:cacheprovider", timeout=300)
+            "--vlmhb-config=auto/user_config.csv",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            timeout=300,
+        )
     finally:
         del os.environ["DOCKER_HOST"]
     assert result.ret == 4

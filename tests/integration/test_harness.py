@@ -31,13 +31,19 @@ from tests.stub_openai import StubScript, running_stub
 @pytest.mark.server
 def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) -> None:
     config = "model,task,backend,launcher,min_anls\ntiny,vqa,hf,local,0\n" + "".join(
-        f"tiny,{t},hf,local,\n" for t in ("chart", "ocr", "kie", "cls"))
+        f"tiny,{t},hf,local,\n" for t in ("chart", "ocr", "kie", "cls")
+    )
     setup_suite(pytester, config)
     result = run(pytester, "--vlmhb-limit=3", "--junitxml=junit.xml", "-v")
     result.assert_outcomes(passed=5 * 3 + 1)
-    result.stdout.fnmatch_lines(["*test_sample?tiny:vqa:hf/*PASSED*",
-                                 "*test_gate?tiny:vqa:hf/min_anls*PASSED*",
-                                 "*vlmhb summary*", "tiny:vqa:hf *3 *0 *anls=*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sample?tiny:vqa:hf/*PASSED*",
+            "*test_gate?tiny:vqa:hf/min_anls*PASSED*",
+            "*vlmhb summary*",
+            "tiny:vqa:hf *3 *0 *anls=*",
+        ]
+    )
     out = pytester.path / "vlmhb-results"
     answers = read_csv(out / "answers.csv")
     assert len(answers) == 15
@@ -53,8 +59,9 @@ def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) ->
     ocr = [a for a in answers if a["task"] == "ocr"]
     assert all(float(a["cer"]) >= 0 for a in ocr)
     metrics = read_csv(out / "metrics.csv")
-    assert [m["case_id"] for m in metrics] == [f"tiny:{t}:hf" for t in
-                                              ("vqa", "chart", "ocr", "kie", "cls")]
+    assert [m["case_id"] for m in metrics] == [
+        f"tiny:{t}:hf" for t in ("vqa", "chart", "ocr", "kie", "cls")
+    ]
     for m in metrics:
         assert m["n"] == "3" and m["errors"] == "0"
         assert float(m["ttft_p50_ms"]) <= float(m["ttft_p99_ms"])
@@ -71,11 +78,14 @@ def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) ->
     for case_el in samples:
         props = {p.get("name"): p.get("value") for p in case_el.iter("property")}
         assert float(props["ttft_ms"]) > 0
-        assert "answer" in props and ({"anls", "relaxed_accuracy", "cer", "f1", "accuracy"}
-                                      & set(props))
+        assert "answer" in props and (
+            {"anls", "relaxed_accuracy", "cer", "f1", "accuracy"} & set(props)
+        )
     assert (out / "logs" / "tiny@hf@local.log").stat().st_size > 0
-    stored = [json.loads(line) for line in
-              (out / "results" / "samples-main.jsonl").read_text().splitlines()]
+    stored = [
+        json.loads(line)
+        for line in (out / "results" / "samples-main.jsonl").read_text().splitlines()
+    ]
     assert sum("key" in entry for entry in stored) == 15  # one line per sample
     assert sum("case_info" in entry for entry in stored) == 5  # one per finished case
 
@@ -86,47 +96,60 @@ def test_gate_fails_when_threshold_missed(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--vlmhb-limit=2")
     assert result.ret == 1
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*_ test_gate?tiny:vqa:hf/min_anls? _*", "anls 0 < min_anls 1.01",
-                                 "FAILED *test_gate?tiny:vqa:hf/min_anls*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_gate?tiny:vqa:hf/min_anls? _*",
+            "anls 0 < min_anls 1.01",
+            "FAILED *test_gate?tiny:vqa:hf/min_anls*",
+        ]
+    )
     report = (pytester.path / "vlmhb-results" / "report.md").read_text()
     assert "| tiny:vqa:hf | min_anls | FAIL |" in report
     assert "| tiny:vqa:hf | max_errors | pass |" in report
 
 
 @pytest.mark.server
-def test_streaming_is_real_and_missing_image_fails_only_its_item(
-        pytester: pytest.Pytester) -> None:
+def test_streaming_is_real_and_missing_image_fails_only_its_item(pytester: pytest.Pytester) -> None:
     data = pytester.path / "data"
     data.mkdir()
     synth = sorted((REPO / ".vlmhb-cache").glob("data/synthetic-docs-*/images/*.png"))
     image = synth[0] if synth else None
     if image is None:  # generate the synthetic set through the plugin's own code
         from pytest_vlmhb.tasks.sources import synthetic_docs_dir
-        image = sorted((synthetic_docs_dir(Path(os.environ["VLMHB_CACHE"])) / "images")
-                       .glob("*.png"))[0]
+
+        image = sorted(
+            (synthetic_docs_dir(Path(os.environ["VLMHB_CACHE"])) / "images").glob("*.png")
+        )[0]
     (data / "page.png").write_bytes(image.read_bytes())
-    lines = [{"id": f"s{i}", "image": "page.png", "question": "What is it?", "answers": ["x"]}
-             for i in range(3)]
+    lines = [
+        {"id": f"s{i}", "image": "page.png", "question": "What is it?", "answers": ["x"]}
+        for i in range(3)
+    ]
     lines.insert(1, {"id": "gone", "image": "missing.png", "question": "?", "answers": ["x"]})
     (data / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    setup_suite(pytester,
-                # concurrency 1: the HF server generates one request at a time, so
-                # queued requests would count their wait as TTFT
-                'model,task,backend,launcher,max_tokens,concurrency,request_params\n'
-                f'tiny,long,hf,local,{STREAM_TOKENS},1,"{{""ignore_eos"": true}}"\n',
-                tasks="name,type,data\nlong,docvqa,data/m.jsonl\n")
+    setup_suite(
+        pytester,
+        # concurrency 1: the HF server generates one request at a time, so
+        # queued requests would count their wait as TTFT
+        "model,task,backend,launcher,max_tokens,concurrency,request_params\n"
+        f'tiny,long,hf,local,{STREAM_TOKENS},1,"{{""ignore_eos"": true}}"\n',
+        tasks="name,type,data\nlong,docvqa,data/m.jsonl\n",
+    )
     result = run(pytester)
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["*_ test_sample?tiny:long:hf/gone? _*",
-                                 "sample gone: image not found: *missing.png"])
-    rows = {r["sample_id"]: r for r in
-            read_csv(pytester.path / "vlmhb-results" / "answers.csv")}
+    result.stdout.fnmatch_lines(
+        ["*_ test_sample?tiny:long:hf/gone? _*", "sample gone: image not found: *missing.png"]
+    )
+    rows = {r["sample_id"]: r for r in read_csv(pytester.path / "vlmhb-results" / "answers.csv")}
     assert "image not found" in rows["gone"]["error"] and rows["gone"]["anls"] == "0.0"
     store = pytester.path / "vlmhb-results" / "results" / "samples-main.jsonl"
     # Split at "\n" only: str.splitlines() also splits at U+0085 and U+2028, which
     # JSON leaves unescaped and the tiny model may well generate.
-    stored = {r["sample_id"]: r for r in (json.loads(line) for line in
-              store.read_text().split("\n") if line.strip()) if r.get("key")}
+    stored = {
+        r["sample_id"]: r
+        for r in (json.loads(line) for line in store.read_text().split("\n") if line.strip())
+        if r.get("key")
+    }
     for sid in ("s0", "s1", "s2"):
         row = rows[sid]
         assert int(row["completion_tokens"]) == STREAM_TOKENS
@@ -135,8 +158,9 @@ def test_streaming_is_real_and_missing_image_fails_only_its_item(
         # over the decode (margins: tests/hf_server_checks.py; no TTFT/E2E ratio,
         # which load breaks).
         ttft_ms, e2e_ms = float(row["ttft_ms"]), float(row["e2e_ms"])
-        check_streamed_over_time((e2e_ms - ttft_ms) / 1e3,
-                                 [gap / 1e3 for gap in stored[sid]["itl_ms"]])
+        check_streamed_over_time(
+            (e2e_ms - ttft_ms) / 1e3, [gap / 1e3 for gap in stored[sid]["itl_ms"]]
+        )
         assert float(row["tpot_ms"]) > 0
     metrics = read_csv(pytester.path / "vlmhb-results" / "metrics.csv")[0]
     assert metrics["n"] == "4" and metrics["errors"] == "1"
@@ -146,13 +170,18 @@ def test_unknown_backend_is_a_usage_error_before_any_server(pytester: pytest.Pyt
     setup_suite(pytester, "model,task,backend\ntiny,vqa,hf\ntiny,vqa,nope\n")
     result = run(pytester)
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["*user_config.csv:3: column 'backend': unknown backend 'nope'"
-                                 "*allowed: hf, openai, sglang, vllm*"])
+    result.stderr.fnmatch_lines(
+        [
+            "*user_config.csv:3: column 'backend': unknown backend 'nope'"
+            "*allowed: hf, openai, sglang, vllm*"
+        ]
+    )
     assert not (pytester.path / "vlmhb-results").exists()
 
 
 def _reference_anls(pred: str, answers: list[str]) -> float:
     """An independent ANLS: plain dynamic-programming Levenshtein, no rapidfuzz."""
+
     def lev(a: str, b: str) -> int:
         row = list(range(len(b) + 1))
         for i, ca in enumerate(a, 1):
@@ -160,6 +189,7 @@ def _reference_anls(pred: str, answers: list[str]) -> float:
             for j, cb in enumerate(b, 1):
                 prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
         return row[-1]
+
     best = 0.0
     for ans in answers:
         a = " ".join(ans.strip().lower().split())
@@ -170,26 +200,36 @@ def _reference_anls(pred: str, answers: list[str]) -> float:
     return best if best >= 0.5 else 0.0
 
 
-def test_external_endpoint_scored_with_correct_anls(pytester: pytest.Pytester,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_external_endpoint_scored_with_correct_anls(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = pytester.path / "data"
     data.mkdir()
     from PIL import Image
+
     Image.new("L", (40, 30), 255).save(data / "p.png")
-    qa = [("What is the total?", ["$12.50", "12.50"], "12.5"),
-          ("Who signed?", ["Ann Lee"], "ann  lee"),
-          ("Invoice number?", ["INV-0042"], "INV 0042"),
-          ("Date?", ["2024-01-02"], "yesterday"),
-          ("Street?", ["Straße 5"], "STRASSE 5")]
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": f"q{i}", "image": "p.png", "question": q, "answers": a}) + "\n"
-        for i, (q, a, _) in enumerate(qa)))
+    qa = [
+        ("What is the total?", ["$12.50", "12.50"], "12.5"),
+        ("Who signed?", ["Ann Lee"], "ann  lee"),
+        ("Invoice number?", ["INV-0042"], "INV 0042"),
+        ("Date?", ["2024-01-02"], "yesterday"),
+        ("Street?", ["Straße 5"], "STRASSE 5"),
+    ]
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "image": "p.png", "question": q, "answers": a}) + "\n"
+            for i, (q, a, _) in enumerate(qa)
+        )
+    )
     suffix = "\nAnswer the question using a single word or phrase."
     script = StubScript(answers={q + suffix: pred for q, _, pred in qa})
     with running_stub(script) as url:
-        setup_suite(pytester, "model,task,backend,concurrency\nremote,vqa,openai,3\n",
-                    models=f"name,source,endpoint,api_key_env\nremote,some/model,{url},STUB_KEY\n",
-                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "model,task,backend,concurrency\nremote,vqa,openai,3\n",
+            models=f"name,source,endpoint,api_key_env\nremote,some/model,{url},STUB_KEY\n",
+            tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+        )
         monkeypatch.setenv("STUB_KEY", "sk-secret-value-123")
         result = run(pytester, "--junitxml=junit.xml")
     result.assert_outcomes(passed=5)
@@ -206,7 +246,8 @@ def test_external_endpoint_scored_with_correct_anls(pytester: pytest.Pytester,
 
 
 def test_third_party_task_type_and_metric_via_entry_points(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = pytester.mkdir("site")
     (site / "vlmhb_extra.py").write_text(
         "from pytest_vlmhb.metrics.base import MeanMetric\n"
@@ -219,23 +260,32 @@ def test_third_party_task_type_and_metric_via_entry_points(
         "    name = 'echo'\n"
         "    reference_fields = ('word',)\n"
         "    default_metrics = ('shout',)\n"
-        "    default_prompt = 'Say {word} loudly.'\n")
+        "    default_prompt = 'Say {word} loudly.'\n"
+    )
     dist = site / "vlmhb_extra-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vlmhb-extra\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[vlmhb.tasks]\necho = vlmhb_extra:Echo\n\n[vlmhb.metrics]\nshout = vlmhb_extra:Shout\n")
+        "[vlmhb.tasks]\necho = vlmhb_extra:Echo\n\n[vlmhb.metrics]\nshout = vlmhb_extra:Shout\n"
+    )
     data = pytester.mkdir("data")
     from PIL import Image
+
     Image.new("RGB", (20, 20)).save(data / "p.png")
-    (data / "m.jsonl").write_text("".join(
-        json.dumps({"id": i, "image": "p.png", "word": w}) + "\n" for i, w in (("a", "HI"),
-                                                                              ("b", "YO"))))
+    (data / "m.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "image": "p.png", "word": w}) + "\n"
+            for i, w in (("a", "HI"), ("b", "YO"))
+        )
+    )
     script = StubScript(answers={"Say HI loudly.": "HI", "Say YO loudly.": "yo"})
     with running_stub(script) as url:
-        setup_suite(pytester, "model,task,backend,min_shout\nremote,e,openai,0.5\n",
-                    models=f"name,source,endpoint\nremote,x,{url}\n",
-                    tasks="name,type,data\ne,echo,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "model,task,backend,min_shout\nremote,e,openai,0.5\n",
+            models=f"name,source,endpoint\nremote,x,{url}\n",
+            tasks="name,type,data\ne,echo,data/m.jsonl\n",
+        )
         monkeypatch.setenv("PYTHONPATH", str(site), prepend=os.pathsep)
         result = run(pytester)
     result.assert_outcomes(passed=3)
@@ -246,17 +296,24 @@ def test_third_party_task_type_and_metric_via_entry_points(
 @pytest.mark.server
 def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytester) -> None:
     # Rows interleave the two models; items are grouped so each server starts once.
-    setup_suite(pytester, "model,task,backend,launcher\n"
-                          "a,vqa,hf,local\nb,vqa,hf,local\na,cls,hf,local\n",
-                models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n")
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\na,cls,hf,local\n",
+        models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n",
+    )
     result = run(pytester, "--vlmhb-limit=1", "-v")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([
-        "*starting hf server for a on*", "*test_sample?a:vqa:hf/*PASSED*",
-        "*test_sample?a:cls:hf/*PASSED*", "*stopping server a@hf@local*",
-        "*starting hf server for b on*", "*test_sample?b:vqa:hf/*PASSED*",
-        "*stopping server b@hf@local*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*starting hf server for a on*",
+            "*test_sample?a:vqa:hf/*PASSED*",
+            "*test_sample?a:cls:hf/*PASSED*",
+            "*stopping server a@hf@local*",
+            "*starting hf server for b on*",
+            "*test_sample?b:vqa:hf/*PASSED*",
+            "*stopping server b@hf@local*",
+        ]
+    )
     assert result.stdout.str().count("starting hf server") == 2
     answers = read_csv(pytester.path / "vlmhb-results" / "answers.csv")
     assert [a["case_id"] for a in answers] == ["a:vqa:hf", "b:vqa:hf", "a:cls:hf"]
@@ -265,25 +322,28 @@ def test_one_server_at_a_time_stopped_after_its_last_item(pytester: pytest.Pytes
 def test_missing_model_dir_is_a_usage_error_before_any_venv(pytester: pytest.Pytester) -> None:
     """Found at load, not after a backend venv was built (1.2 GB, about a minute)."""
     page_manifest(pytester, 2)
-    setup_suite(pytester, "model,task,backend,launcher\n"
-                          "gone,vqa,hf,local\nremote,vqa,openai,\n",
-                models="name,source,endpoint\ngone,./no-such-model,\n"
-                       "remote,x,http://127.0.0.1:9/v1\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher\ngone,vqa,hf,local\nremote,vqa,openai,\n",
+        models="name,source,endpoint\ngone,./no-such-model,\nremote,x,http://127.0.0.1:9/v1\n",
+        tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+    )
     result = run(pytester, "--vlmhb-cache=fresh-cache")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*models.csv:2: column 'source': model directory "
-                                 "*no-such-model does not exist*"])
+    result.stderr.fnmatch_lines(
+        ["*models.csv:2: column 'source': model directory *no-such-model does not exist*"]
+    )
     assert not (pytester.path / "fresh-cache" / "envs").exists()
-
-
 
 
 @pytest.mark.server
 def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, 6)
-    setup_suite(pytester, "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n",
+        tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+    )
     pytester.makeconftest(KILL_SERVER_AFTER_S1)
     result = run(pytester, "--vlmhb-request-timeout=120")
     result.assert_outcomes(passed=2, failed=4)
@@ -301,10 +361,12 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
     """Under -n 2 each server's group runs on one worker; the controller merges."""
     page_manifest(pytester, 3)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend,launcher,max_errors\n"
-                              "tiny,vqa,hf,local,0\nremote,vqa,openai,,0\n",
-                    models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
-                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "model,task,backend,launcher,max_errors\ntiny,vqa,hf,local,0\nremote,vqa,openai,,0\n",
+            models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
+            tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+        )
         tables = {}
         for label, extra in (("n0", ["-p", "no:xdist"]), ("n2", ["-n", "2", "-v"])):
             result = run(pytester, f"--vlmhb-output=out-{label}", "--junitxml=j.xml", *extra)
@@ -313,8 +375,10 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
             tables[label] = [{k: v for k, v in r.items() if k not in _TIMING} for r in rows]
             metrics = read_csv(pytester.path / f"out-{label}" / "metrics.csv")
             assert [m["n"] for m in metrics] == ["3", "3"]
-            assert "| remote:vqa:openai | max_errors | pass |" in (
-                pytester.path / f"out-{label}" / "report.md").read_text()
+            assert (
+                "| remote:vqa:openai | max_errors | pass |"
+                in (pytester.path / f"out-{label}" / "report.md").read_text()
+            )
     assert tables["n0"] == tables["n2"]
     assert len(tables["n2"]) == 6
     # Which worker ran each sample (xdist's -v lines) and which worker's store
@@ -322,15 +386,15 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
     # in the second.
     ran: dict[str, set[tuple[str, str]]] = {}
     for line in result.stdout.lines:
-        m = re.match(r"\[(gw\d+)\] \[ *\d+%\] PASSED \S*::test_sample\[([^/\]]+)/([^\]]+)\]",
-                     line)
+        m = re.match(r"\[(gw\d+)\] \[ *\d+%\] PASSED \S*::test_sample\[([^/\]]+)/([^\]]+)\]", line)
         if m:
             ran.setdefault(m[1], set()).add((m[2], m[3]))
     stored: dict[str, list[tuple[str, str]]] = {}
     for path in sorted((pytester.path / "out-n2" / "results").glob("samples-gw*.jsonl")):
         entries = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
         stored[path.stem.removeprefix("samples-")] = [
-            (e["case_id"], e["sample_id"]) for e in entries if e.get("key")]
+            (e["case_id"], e["sample_id"]) for e in entries if e.get("key")
+        ]
     where = f"stored by worker: {stored}; ran on worker: {ran}"
     everything = [pair for pairs in stored.values() for pair in pairs]
     assert len(everything) == len(set(everything)) == 6, where  # each sample stored once
@@ -342,9 +406,12 @@ def test_xdist_gives_the_same_results_as_one_process(pytester: pytest.Pytester) 
 @pytest.mark.server
 def test_gpus_per_worker_sets_each_workers_server_devices(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, 1)
-    setup_suite(pytester, "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\n",
-                models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n",
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    setup_suite(
+        pytester,
+        "model,task,backend,launcher\na,vqa,hf,local\nb,vqa,hf,local\n",
+        models="name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\n",
+        tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+    )
     pytester.makeconftest(
         "import os\n"
         "from pytest_vlmhb.plugin import RUNTIME\n"
@@ -355,25 +422,29 @@ def test_gpus_per_worker_sets_each_workers_server_devices(pytester: pytest.Pytes
         "    env = open(f'/proc/{server.pid}/environ', 'rb').read().split(b'\\0')\n"
         "    seen = [e.decode() for e in env if e.startswith(b'CUDA_VISIBLE_DEVICES=')]\n"
         "    wid = os.environ.get('PYTEST_XDIST_WORKER')\n"
-        "    open(f'devices-{wid}.txt', 'w').write(';'.join(seen))\n")
+        "    open(f'devices-{wid}.txt', 'w').write(';'.join(seen))\n"
+    )
     # The conftest's teardown hook runs before the plugin's, while the server is up.
     result = run(pytester, "-n", "2", "--vlmhb-gpus-per-worker=2")
     result.assert_outcomes(passed=2)
     files = {p.name: p.read_text() for p in pytester.path.glob("devices-*.txt")}
-    expected = {"devices-gw0.txt": "CUDA_VISIBLE_DEVICES=0,1",
-                "devices-gw1.txt": "CUDA_VISIBLE_DEVICES=2,3"}
+    expected = {
+        "devices-gw0.txt": "CUDA_VISIBLE_DEVICES=0,1",
+        "devices-gw1.txt": "CUDA_VISIBLE_DEVICES=2,3",
+    }
     assert files == expected  # one server group per worker, each with its own GPUs
 
 
 @pytest.mark.server
-def test_killed_worker_loses_nothing_and_takes_its_server_along(
-        pytester: pytest.Pytester) -> None:
+def test_killed_worker_loses_nothing_and_takes_its_server_along(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, 6)
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\n"
-                              "remote,vqa,openai,,1\n",
-                    models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
-                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "model,task,backend,launcher,concurrency\ntiny,vqa,hf,local,1\nremote,vqa,openai,,1\n",
+            models=f"name,source,endpoint\ntiny,builtin:tiny-idefics3,\nremote,x,{url}\n",
+            tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+        )
         pytester.makeconftest(
             "import os, signal\n"
             "from pathlib import Path\n"
@@ -382,7 +453,8 @@ def test_killed_worker_loses_nothing_and_takes_its_server_along(
             "    marker = Path('killed.pid')\n"
             "    if item.name.endswith('tiny:vqa:hf/s2]') and not marker.exists():\n"
             "        marker.write_text(str(item.config.stash[RUNTIME].pool.current.pid))\n"
-            "        os.kill(os.getpid(), signal.SIGKILL)\n")
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
         result = run(pytester, "-n", "2")
     server_pid = int((pytester.path / "killed.pid").read_text())
     result.stdout.fnmatch_lines(["*worker*crashed*"])
@@ -403,21 +475,25 @@ def test_killed_worker_loses_nothing_and_takes_its_server_along(
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) >= 12
 
 
-def test_image_path_escaping_the_dataset_folder_fails_its_item(
-        pytester: pytest.Pytester) -> None:
+def test_image_path_escaping_the_dataset_folder_fails_its_item(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, 2)
     (pytester.path / "secret.png").write_bytes((pytester.path / "data" / "p.png").read_bytes())
     manifest = pytester.path / "data" / "m.jsonl"
-    manifest.write_text(manifest.read_text() + json.dumps(
-        {"id": "sneaky", "image": "../secret.png", "question": "Q?", "answers": ["a"]}) + "\n")
+    manifest.write_text(
+        manifest.read_text()
+        + json.dumps({"id": "sneaky", "image": "../secret.png", "question": "Q?", "answers": ["a"]})
+        + "\n"
+    )
     with running_stub(StubScript(default_answer="a")) as url:
-        setup_suite(pytester, "model,task,backend\nremote,vqa,openai\n",
-                    models=f"name,source,endpoint\nremote,x,{url}\n",
-                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "model,task,backend\nremote,vqa,openai\n",
+            models=f"name,source,endpoint\nremote,x,{url}\n",
+            tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+        )
         result = run(pytester)
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*m.jsonl:3: image path *secret.png escapes the dataset "
-                                 "folder*"])
+    result.stdout.fnmatch_lines(["*m.jsonl:3: image path *secret.png escapes the dataset folder*"])
 
 
 @pytest.mark.server
@@ -428,8 +504,13 @@ def test_resume_and_baseline_on_the_real_hf_server(pytester: pytest.Pytester) ->
     first = read_csv(out / "answers.csv")
     (pytester.path / "base.csv").write_bytes((out / "metrics.csv").read_bytes())
     # Everything stored: resuming answers from the store without starting the server.
-    resumed = run(pytester, "--vlmhb-limit=3", "--vlmhb-resume", "--vlmhb-baseline=base.csv",
-                  "--vlmhb-max-score-drop=0")
+    resumed = run(
+        pytester,
+        "--vlmhb-limit=3",
+        "--vlmhb-resume",
+        "--vlmhb-baseline=base.csv",
+        "--vlmhb-max-score-drop=0",
+    )
     resumed.assert_outcomes(passed=3 + 2)  # samples + baseline gates for anls, exact_match
     assert "starting hf server" not in resumed.stdout.str()
     assert read_csv(out / "answers.csv") == first

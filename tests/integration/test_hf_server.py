@@ -24,17 +24,28 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def hf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[checks.Server, str, Path]]:
-    settings = Settings(config=None, output=tmp_path_factory.mktemp("out"), limit=None,
-                        cache=Path(os.environ["VLMHB_CACHE"]), models=None, tasks=None,
-                        startup_timeout=600, request_timeout=60)
-    model = ModelSpec(name="tiny", source="builtin:tiny-idefics3", served_name="tiny-idefics3",
-                      base_dir=Path("."))
+    settings = Settings(
+        config=None,
+        output=tmp_path_factory.mktemp("out"),
+        limit=None,
+        cache=Path(os.environ["VLMHB_CACHE"]),
+        models=None,
+        tasks=None,
+        startup_timeout=600,
+        request_timeout=60,
+    )
+    model = ModelSpec(
+        name="tiny", source="builtin:tiny-idefics3", served_name="tiny-idefics3", base_dir=Path(".")
+    )
     running = LocalLauncher().start(HFBackend(), model, settings, print)
     url = urlparse(running.root_url)
     assert running.log_path is not None
     try:
-        yield (checks.Server(url.hostname or "", url.port or 0, 0.0, running.log_path),
-               running.provenance["venv"] + "/bin/python", Path(running.provenance["model_path"]))
+        yield (
+            checks.Server(url.hostname or "", url.port or 0, 0.0, running.log_path),
+            running.provenance["venv"] + "/bin/python",
+            Path(running.provenance["model_path"]),
+        )
     finally:
         running.stop()
 
@@ -52,15 +63,15 @@ def test_stream_and_non_stream_agree(hf: tuple[checks.Server, str, Path], png: b
     checks.check_stream_matches_non_stream(hf[0], png)
 
 
-def test_one_chunk_per_token_and_real_ttft(hf: tuple[checks.Server, str, Path],
-                                           png: bytes) -> None:
+def test_one_chunk_per_token_and_real_ttft(hf: tuple[checks.Server, str, Path], png: bytes) -> None:
     timed = checks.check_usage_and_timing(hf[0], png)  # streamed over time, too
     assert len(timed.token_ids) == checks.STREAM_TOKENS
     assert 0 < timed.ttft < timed.e2e - checks.MIN_DECODE_SPAN_S, (timed.ttft, timed.e2e)
 
 
-def test_token_ids_equal_transformers_generate(hf: tuple[checks.Server, str, Path],
-                                               png: bytes) -> None:
+def test_token_ids_equal_transformers_generate(
+    hf: tuple[checks.Server, str, Path], png: bytes
+) -> None:
     server, python, model_dir = hf
     checks.check_parity_with_generate(server, python, model_dir, png)
 
@@ -73,8 +84,7 @@ def test_bad_requests_get_openai_errors_quickly(hf: tuple[checks.Server, str, Pa
     checks.check_bad_requests(hf[0])
 
 
-def test_concurrent_requests_all_complete(hf: tuple[checks.Server, str, Path],
-                                          png: bytes) -> None:
+def test_concurrent_requests_all_complete(hf: tuple[checks.Server, str, Path], png: bytes) -> None:
     checks.check_concurrent(hf[0], png)
 
 
@@ -85,16 +95,18 @@ def test_metrics_report_peak_memory(hf: tuple[checks.Server, str, Path], png: by
     assert metrics["vlmhb_requests_total"] >= 1
 
 
-def test_tiny_model_builds_byte_identical(hf: tuple[checks.Server, str, Path],
-                                          tmp_path: Path) -> None:
+def test_tiny_model_builds_byte_identical(
+    hf: tuple[checks.Server, str, Path], tmp_path: Path
+) -> None:
     """Every build of builtin:tiny-idefics3 gives the same bytes as the cached one."""
     _, python, cached = hf
     fresh = tmp_path / "tiny"
     checks.build_model(python, fresh)
 
     def files(root: Path) -> dict[str, bytes]:
-        return {str(p.relative_to(root)): p.read_bytes()
-                for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
 
     assert files(fresh) == files(cached)
     assert (fresh / "model.safetensors").stat().st_size > 1_000_000

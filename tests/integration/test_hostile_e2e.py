@@ -32,21 +32,28 @@ Send = Callable[[bytes], Awaitable[None]]
 
 def _chunk(content: str | None = None, **extra: Any) -> bytes:
     delta = {} if content is None else {"content": content}
-    return b"data: " + json.dumps({"choices": [{"index": 0, "delta": delta, **extra}]}
-                                  ).encode() + b"\n\n"
+    return (
+        b"data: "
+        + json.dumps({"choices": [{"index": 0, "delta": delta, **extra}]}).encode()
+        + b"\n\n"
+    )
 
 
 def _usage(completion: Any = 2, prompt: Any = 5) -> bytes:
-    return b"data: " + json.dumps({"choices": [], "usage": {
-        "prompt_tokens": prompt, "completion_tokens": completion}}).encode() + b"\n\n"
+    return (
+        b"data: "
+        + json.dumps(
+            {"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+        ).encode()
+        + b"\n\n"
+    )
 
 
 DONE = b"data: [DONE]\n\n"
 
 
 def _good(answer: str) -> list[bytes]:
-    return [_chunk(answer[:1]), _chunk(answer[1:]), _chunk(finish_reason="stop"), _usage(),
-            DONE]
+    return [_chunk(answer[:1]), _chunk(answer[1:]), _chunk(finish_reason="stop"), _usage(), DONE]
 
 
 #: question -> (SSE body lines, or a JSON reply), expected error fragment (None: scored).
@@ -61,21 +68,48 @@ BEHAVIOURS: dict[str, tuple[list[bytes] | dict[str, Any], str | None]] = {
     "usage-list": ([_chunk("a"), _usage(completion=[1]), DONE], "completion_tokens"),
     "usage-negative": ([_chunk("a"), _usage(completion=-4), DONE], "completion_tokens"),
     "usage-missing": ([_chunk("a"), DONE], "usage"),
-    "two-choices": ([_chunk("a"), b'data: {"choices": [{"index": 1, "delta": {"content": "b"}}]}'
-                     b"\n\n", _usage(), DONE], "choice"),
+    "two-choices": (
+        [
+            _chunk("a"),
+            b'data: {"choices": [{"index": 1, "delta": {"content": "b"}}]}\n\n',
+            _usage(),
+            DONE,
+        ],
+        "choice",
+    ),
     "not-json": ([_chunk("a"), b"data: {not json\n\n", _usage(), DONE], "malformed"),
     "json-array": ([b"data: [1, 2]\n\n", _usage(), DONE], "malformed"),
-    "delta-string": ([b'data: {"choices": [{"index": 0, "delta": "x"}]}\n\n', _usage(), DONE],
-                     "malformed"),
-    "content-number": ([b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n',
-                        _usage(), DONE], "malformed"),
-    "error-midstream": ([_chunk("partial"), b'data: {"error": {"message": "engine died"}}\n\n'],
-                        "engine died"),
-    "empty-data-after": ([_chunk("o"), _chunk("k"), _usage(), b"data:\n\n", b"data: \n\n", DONE],
-                         None),
-    "nonstream": ({"id": "x", "object": "chat.completion", "choices": [{
-        "index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}, None),
+    "delta-string": (
+        [b'data: {"choices": [{"index": 0, "delta": "x"}]}\n\n', _usage(), DONE],
+        "malformed",
+    ),
+    "content-number": (
+        [b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n', _usage(), DONE],
+        "malformed",
+    ),
+    "error-midstream": (
+        [_chunk("partial"), b'data: {"error": {"message": "engine died"}}\n\n'],
+        "engine died",
+    ),
+    "empty-data-after": (
+        [_chunk("o"), _chunk("k"), _usage(), b"data:\n\n", b"data: \n\n", DONE],
+        None,
+    ),
+    "nonstream": (
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        },
+        None,
+    ),
     "secret-echo": ([_chunk("key " + SECRET), _usage(), DONE], None),
 }
 #: manifest rows naming files that must not be read: image -> expected error fragment.
@@ -85,8 +119,9 @@ BAD_FILES = {"link-out": "escapes", "fifo": "FIFO", "big": "64 MiB"}
 def _app() -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        text = "".join(p.get("text", "") for p in body["messages"][-1]["content"]
-                       if p.get("type") == "text")
+        text = "".join(
+            p.get("text", "") for p in body["messages"][-1]["content"] if p.get("type") == "text"
+        )
         script, _ = BEHAVIOURS[text.split("\n")[0]]
         if isinstance(script, dict):
             return web.json_response(script)
@@ -141,24 +176,35 @@ def _manifest(root: Path) -> None:
     os.mkfifo(data / "fifo.png")
     with (data / "big.png").open("wb") as f:
         f.truncate(64 * 2**20 + 1)  # sparse: no real disk use
-    lines = [{"id": f"=id-{q}" if q == "formula" else q, "image": "p.png", "question": q,
-              "answers": ["ok"]} for q in BEHAVIOURS]
-    lines += [{"id": name, "image": f"{name}.png", "question": "good", "answers": ["ok"]}
-              for name in BAD_FILES]
+    lines = [
+        {
+            "id": f"=id-{q}" if q == "formula" else q,
+            "image": "p.png",
+            "question": q,
+            "answers": ["ok"],
+        }
+        for q in BEHAVIOURS
+    ]
+    lines += [
+        {"id": name, "image": f"{name}.png", "question": "good", "answers": ["ok"]}
+        for name in BAD_FILES
+    ]
     (data / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
 @pytest.mark.timeout(300)
-def test_hostile_server_and_files_fail_only_their_samples(pytester: pytest.Pytester,
-                                                         monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+def test_hostile_server_and_files_fail_only_their_samples(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VLMHB_HOSTILE_KEY", SECRET)
     _manifest(pytester.path)
     with hostile_server() as url:
-        setup_suite(pytester, "model,task,backend,concurrency,max_retries\n"
-                              "m,vqa,openai,4,0\n",
-                    models=f"name,source,endpoint,api_key_env\nm,x,{url},VLMHB_HOSTILE_KEY\n",
-                    tasks="name,type,data,prompt\nvqa,docvqa,data/m.jsonl,{question}\n")
+        setup_suite(
+            pytester,
+            "model,task,backend,concurrency,max_retries\nm,vqa,openai,4,0\n",
+            models=f"name,source,endpoint,api_key_env\nm,x,{url},VLMHB_HOSTILE_KEY\n",
+            tasks="name,type,data,prompt\nvqa,docvqa,data/m.jsonl,{question}\n",
+        )
         result = run(pytester, "--junitxml=junit.xml")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
@@ -184,13 +230,21 @@ def test_hostile_server_and_files_fail_only_their_samples(pytester: pytest.Pytes
     raw = (out / "answers.csv").read_text()
     for formula in ("'=HYPERLINK(", "'+1 555", "'@SUM(A1)", "'\tindent", "'=id-formula"):
         assert formula in raw
-    stored = [json.loads(line) for line in (out / "results" / "samples-main.jsonl")
-              .read_text().splitlines() if '"key"' in line]
+    stored = [
+        json.loads(line)
+        for line in (out / "results" / "samples-main.jsonl").read_text().splitlines()
+        if '"key"' in line
+    ]
     assert len(stored) == len(expected_ids)
     assert any(r["answer"] == '=HYPERLINK("http://127.0.0.1/x","y")' for r in stored)
     # The key the server echoed is masked everywhere.
-    for path in [out / "answers.csv", out / "report.md", out / "metrics.csv",
-                 out / "results" / "samples-main.jsonl", pytester.path / "junit.xml"]:
+    for path in [
+        out / "answers.csv",
+        out / "report.md",
+        out / "metrics.csv",
+        out / "results" / "samples-main.jsonl",
+        pytester.path / "junit.xml",
+    ]:
         assert SECRET not in path.read_text(), path
     assert rows["secret-echo"]["answer"] == "key ***"
     (metrics,) = read_csv_dicts(out / "metrics.csv")

@@ -19,11 +19,15 @@ N = 4
 TASKS = "name,type,data\nvqa,docvqa,data/m.jsonl\n"
 
 
-def _suite(pytester: pytest.Pytester, url: str, extra_columns: str = "",
-           extra_values: str = "") -> None:
-    setup_suite(pytester, f"model,task,backend,concurrency{extra_columns}\n"
-                          f"remote,vqa,openai,1{extra_values}\n",
-                models=f"name,source,endpoint\nremote,x,{url}\n", tasks=TASKS)
+def _suite(
+    pytester: pytest.Pytester, url: str, extra_columns: str = "", extra_values: str = ""
+) -> None:
+    setup_suite(
+        pytester,
+        f"model,task,backend,concurrency{extra_columns}\nremote,vqa,openai,1{extra_values}\n",
+        models=f"name,source,endpoint\nremote,x,{url}\n",
+        tasks=TASKS,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -32,9 +36,19 @@ def test_a_second_run_on_the_same_output_dir_is_refused(pytester: pytest.Pyteste
     with running_stub(StubScript(default_answer="a", first_delay_s=1.5)) as url:
         _suite(pytester, url)
         first = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "--vlmhb-config=user_config.csv",
-             "-p", "no:cacheprovider", "-q"], cwd=pytester.path,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--vlmhb-config=user_config.csv",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+            ],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         lock = pytester.path / "vlmhb-results" / ".vlmhb.lock"
         deadline = time.monotonic() + 120
         while not lock.exists() and time.monotonic() < deadline:
@@ -53,13 +67,23 @@ def test_a_second_run_on_the_same_output_dir_is_refused(pytester: pytest.Pyteste
 
 def test_a_dead_runs_lock_is_taken_over(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, 1)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = pytester.path / "vlmhb-results"
     out.mkdir()
-    (out / ".vlmhb.lock").write_text(json.dumps({
-        "pid": int(dead.stdout), "host": os.uname().nodename,
-        "started": "2026-01-01T00:00:00+00:00"}))
+    (out / ".vlmhb.lock").write_text(
+        json.dumps(
+            {
+                "pid": int(dead.stdout),
+                "host": os.uname().nodename,
+                "started": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
     with running_stub(StubScript(default_answer="a")) as url:
         _suite(pytester, url)
         result = run(pytester)
@@ -67,8 +91,7 @@ def test_a_dead_runs_lock_is_taken_over(pytester: pytest.Pytester) -> None:
     assert "took over" in result.stdout.str() + result.stderr.str()
 
 
-def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(
-        pytester: pytest.Pytester) -> None:
+def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(pytester: pytest.Pytester) -> None:
     page_manifest(pytester, N)
     with running_stub(StubScript(default_answer="a")) as url:
         _suite(pytester, url, ",min_anls", ",0.5")
@@ -77,8 +100,11 @@ def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(
     lines = store.read_text().splitlines()
     good = json.loads(lines[0])
     wrong_shape = {**good, "scores": [1, 2], "key": "other"}
-    store.write_text("\n".join([*lines, "{garbled", json.dumps(wrong_shape),
-                                json.dumps({"answer": 5})]) + "\n" + '{"torn": ')
+    store.write_text(
+        "\n".join([*lines, "{garbled", json.dumps(wrong_shape), json.dumps({"answer": 5})])
+        + "\n"
+        + '{"torn": '
+    )
     passing = run(pytester, "--vlmhb-rebuild-reports")
     assert passing.ret == pytest.ExitCode.OK, passing.stdout.str()
     text = passing.stdout.str() + passing.stderr.str()
@@ -92,12 +118,15 @@ def test_rebuild_reports_skips_bad_lines_and_exits_by_its_gates(
     _suite(pytester, "http://127.0.0.1:9/v1", ",min_anls", ",1.01")
     failing = run(pytester, "--vlmhb-rebuild-reports")
     assert failing.ret == pytest.ExitCode.TESTS_FAILED, failing.stdout.str()
-    assert "| remote:vqa:openai | min_anls | FAIL |" in (
-        pytester.path / "vlmhb-results" / "report.md").read_text()
+    assert (
+        "| remote:vqa:openai | min_anls | FAIL |"
+        in (pytester.path / "vlmhb-results" / "report.md").read_text()
+    )
 
 
 def test_resume_after_a_torn_line_and_a_pause_keeps_every_record_and_the_real_rate(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     page_manifest(pytester, N)
     with running_stub(StubScript(default_answer="a")) as url:
         _suite(pytester, url)
@@ -108,8 +137,11 @@ def test_resume_after_a_torn_line_and_a_pause_keeps_every_record_and_the_real_ra
         time.sleep(5)  # the gap between the runs must not count as serving time
         resumed = run(pytester, "--vlmhb-resume")
     resumed.assert_outcomes(passed=N)
-    records = [json.loads(line) for line in store.read_text().splitlines()
-               if line.startswith("{") and line.endswith("}")]
+    records = [
+        json.loads(line)
+        for line in store.read_text().splitlines()
+        if line.startswith("{") and line.endswith("}")
+    ]
     keyed = {r["sample_id"] for r in records if r.get("key") and "sample_id" in r}
     assert keyed == {f"s{i}" for i in range(N)}  # no record was glued onto the torn line
     (metrics,) = read_csv_dicts(pytester.path / "vlmhb-results" / "metrics.csv")

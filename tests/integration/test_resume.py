@@ -23,9 +23,11 @@ DONE = 3  # samples answered before the interrupted run is signalled
 #: suite started as a background job (``.ci/run &``) inherits SIGINT *ignored*, and
 #: Python keeps an ignored SIGINT ignored: the signal would do nothing and the run
 #: would simply finish (all N records and the case line stored).
-INTERRUPTIBLE_PYTEST = ("import runpy, signal, sys; "
-                        "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                        "sys.argv[0] = 'pytest'; runpy.run_module('pytest', run_name='__main__')")
+INTERRUPTIBLE_PYTEST = (
+    "import runpy, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'pytest'; runpy.run_module('pytest', run_name='__main__')"
+)
 
 
 def _suite(pytester: pytest.Pytester, url: str) -> None:
@@ -56,7 +58,8 @@ def _answers(path: Path) -> list[tuple[str, str, str]]:
 
 
 def test_resume_reuses_everything_and_a_fresh_run_sets_the_store_aside(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     script = _script()
     with running_stub(script) as url:
         _suite(pytester, url)
@@ -77,7 +80,8 @@ def test_resume_reuses_everything_and_a_fresh_run_sets_the_store_aside(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "kill9"])
 def test_interrupted_run_resumes_with_only_the_missing_samples(
-        pytester: pytest.Pytester, sig: signal.Signals) -> None:
+    pytester: pytest.Pytester, sig: signal.Signals
+) -> None:
     with running_stub(_script()) as url:  # the uninterrupted reference
         _suite(pytester, url)
         run(pytester, "--vlmhb-output=reference").assert_outcomes(passed=N)
@@ -91,9 +95,20 @@ def test_interrupted_run_resumes_with_only_the_missing_samples(
         _suite(pytester, url)
         store = pytester.path / "vlmhb-results" / "results" / "samples-main.jsonl"
         proc = subprocess.Popen(
-            [sys.executable, "-c", INTERRUPTIBLE_PYTEST, "-p", "no:cacheprovider",
-             "--vlmhb-config=user_config.csv"], cwd=pytester.path, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+            [
+                sys.executable,
+                "-c",
+                INTERRUPTIBLE_PYTEST,
+                "-p",
+                "no:cacheprovider",
+                "--vlmhb-config=user_config.csv",
+            ],
+            cwd=pytester.path,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
         try:
             deadline = time.monotonic() + 120
             while not (script.held() and _stored(store) >= DONE):

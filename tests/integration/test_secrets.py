@@ -34,17 +34,20 @@ PROBE = (
 
 @pytest.mark.server
 def test_key_reaches_servers_by_environment_and_is_masked_everywhere(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     page_manifest(pytester, 2)
     rejecting = StubScript(default_answer="a", required_key="a-different-key")
     with running_stub(rejecting) as url:
-        setup_suite(pytester,
-                    "id,model,task,backend,launcher\n"
-                    "hf-local,tiny,vqa,hf,local\nremote,remote,vqa,openai,external\n",
-                    models="name,source,endpoint,api_key_env\n"
-                           "tiny,builtin:tiny-idefics3,,VLMHB_TEST_KEY\n"
-                           f"remote,x,{url},VLMHB_TEST_KEY\n",
-                    tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+        setup_suite(
+            pytester,
+            "id,model,task,backend,launcher\n"
+            "hf-local,tiny,vqa,hf,local\nremote,remote,vqa,openai,external\n",
+            models="name,source,endpoint,api_key_env\n"
+            "tiny,builtin:tiny-idefics3,,VLMHB_TEST_KEY\n"
+            f"remote,x,{url},VLMHB_TEST_KEY\n",
+            tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
+        )
         pytester.makeconftest(PROBE)
         monkeypatch.setenv("VLMHB_TEST_KEY", SECRET)
         result = run(pytester, "--junitxml=junit.xml", "-v")

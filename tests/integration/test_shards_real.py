@@ -32,53 +32,67 @@ def _rows(out: Path, drop: set[str]) -> list[dict[str, str]]:
 
 
 def _gates(out: Path) -> list[str]:
-    return [line for line in (out / "report.md").read_text().splitlines()
-            if "| max_errors |" in line]
+    return [
+        line for line in (out / "report.md").read_text().splitlines() if "| max_errors |" in line
+    ]
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
-def test_three_shards_merged_equal_one_run(pytester: pytest.Pytester, launcher: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_three_shards_merged_equal_one_run(
+    pytester: pytest.Pytester, launcher: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     if launcher == "slurm" and (why := _slurm_answers()):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a Slurm cluster (.ci/slurm-setup starts one): {why}")
         pytest.skip(f"no Slurm cluster answers: {why}")
     page_manifest(pytester, 2)
-    setup_suite(pytester, CONFIG, models=MODELS,
-                tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
+    setup_suite(pytester, CONFIG, models=MODELS, tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n")
     chosen = f"--vlmhb-launcher={launcher}"
     run(pytester, chosen, "--vlmhb-output=full").assert_outcomes(passed=6 + 3)
     for i in (1, 2, 3):
         result = run(pytester, chosen, f"--vlmhb-shard={i}/3", f"--vlmhb-output=s{i}")
         result.assert_outcomes(passed=2 + 1)  # one server group per shard
-    merged = run(pytester, chosen, "--vlmhb-output=merged",  # the shards' options
-                 *(f"--vlmhb-merge=s{i}" for i in (1, 2, 3)))
+    merged = run(
+        pytester,
+        chosen,
+        "--vlmhb-output=merged",  # the shards' options
+        *(f"--vlmhb-merge=s{i}" for i in (1, 2, 3)),
+    )
     assert merged.ret == pytest.ExitCode.OK, merged.stdout.str()[-2000:]
     full, joined = pytester.path / "full", pytester.path / "merged"
     assert _rows(joined, TIMING) == _rows(full, TIMING)
     assert sorted(_gates(joined)) == sorted(_gates(full))
     assert {r["launcher"] for r in read_csv(full / "answers.csv")} == {launcher}
     if launcher == "slurm":
-        queued = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True,
-                                text=True, timeout=30, check=True).stdout
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
         assert "vlmhb-owner" not in queued  # no job left behind
 
 
 @pytest.mark.server
-def test_slurm_answers_equal_local(pytester: pytest.Pytester,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slurm_answers_equal_local(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The main job's task types through --vlmhb-launcher=slurm equal launcher=local."""
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     if why := _slurm_answers():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI needs a Slurm cluster (.ci/slurm-setup starts one): {why}")
         pytest.skip(f"no Slurm cluster answers: {why}")
-    setup_suite(pytester, "model,task,backend\n" + "".join(
-        f"tiny,{t},hf\n" for t in ("vqa", "chart", "ocr", "kie", "cls")))
+    setup_suite(
+        pytester,
+        "model,task,backend\n"
+        + "".join(f"tiny,{t},hf\n" for t in ("vqa", "chart", "ocr", "kie", "cls")),
+    )
     for launcher in ("local", "slurm"):
-        run(pytester, f"--vlmhb-launcher={launcher}", "--vlmhb-limit=2",
-            f"--vlmhb-output={launcher}").assert_outcomes(passed=10)
+        run(
+            pytester,
+            f"--vlmhb-launcher={launcher}",
+            "--vlmhb-limit=2",
+            f"--vlmhb-output={launcher}",
+        ).assert_outcomes(passed=10)
     drop = TIMING | {"launcher"}
     assert _rows(pytester.path / "slurm", drop) == _rows(pytester.path / "local", drop)

@@ -46,9 +46,15 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
     synth = synthetic_docs_dir(Path(os.environ["VLMHB_CACHE"]))
     page = sorted((synth / "images").glob("invoice-*.png"))[0]
     (data / "page.png").write_bytes(page.read_bytes())
-    (data / "load.jsonl").write_text("".join(
-        json.dumps({"id": f"l{i}", "image": "page.png", "question": f"Item {i}?",
-                    "answers": ["x"]}) + "\n" for i in range(LOAD_SAMPLES)))
+    (data / "load.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"id": f"l{i}", "image": "page.png", "question": f"Item {i}?", "answers": ["x"]}
+            )
+            + "\n"
+            for i in range(LOAD_SAMPLES)
+        )
+    )
     tasks = (REPO / "benchmarks" / "tasks.csv").read_text() + "load,docvqa,data/load.jsonl\n"
     setup_suite(
         pytester,
@@ -56,7 +62,8 @@ def test_vllm_parity_cross_check_and_batching(pytester: pytest.Pytester) -> None
         "vqa-hf,tiny,synth-docvqa,hf,8,,,local,\nvqa-vllm,tiny,synth-docvqa,vllm,8,,,local,\n"
         "ocr-hf,tiny,synth-ocr,hf,8,32,,local,\nocr-vllm,tiny,synth-ocr,vllm,8,32,,local,\n"
         f'load-vllm,tiny,load,vllm,8,{LOAD_TOKENS},"{{""ignore_eos"": true}}",local,0.25\n',
-        tasks=tasks)
+        tasks=tasks,
+    )
     result = run(pytester)
     result.assert_outcomes(passed=12 * 4 + LOAD_SAMPLES)
     out = pytester.path / "vlmhb-results"

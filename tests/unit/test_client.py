@@ -16,14 +16,15 @@ def _chat(url: str, prompt: str = "q", timeout_s: float = 30.0) -> Completion:
     async def go() -> Completion:
         async with aiohttp.ClientSession() as session:
             body = {"model": "stub", "messages": [{"role": "user", "content": prompt}]}
-            return await stream_chat(session, url + "/chat/completions", body,
-                                     timeout_s=timeout_s)
+            return await stream_chat(session, url + "/chat/completions", body, timeout_s=timeout_s)
+
     return asyncio.run(go())
 
 
 def test_timing_follows_the_vllm_definitions() -> None:
-    script = StubScript(default_answer="abcdefgh", chunk_chars=2,
-                        first_delay_s=0.2, chunk_delay_s=0.1)
+    script = StubScript(
+        default_answer="abcdefgh", chunk_chars=2, first_delay_s=0.2, chunk_delay_s=0.1
+    )
     with running_stub(script) as url:
         out = _chat(url)
     assert out.text == "abcdefgh"
@@ -46,20 +47,26 @@ def test_one_token_has_no_tpot() -> None:
 
 
 def test_http_error_carries_the_servers_message() -> None:
-    with running_stub(StubScript(status=503)) as url, pytest.raises(ServerError,
-                                                                   match=r"503.*scripted"):
+    with (
+        running_stub(StubScript(status=503)) as url,
+        pytest.raises(ServerError, match=r"503.*scripted"),
+    ):
         _chat(url)
 
 
 def test_missing_usage_is_an_error() -> None:
-    with running_stub(StubScript(send_usage=False)) as url, pytest.raises(ServerError,
-                                                                         match="usage"):
+    with (
+        running_stub(StubScript(send_usage=False)) as url,
+        pytest.raises(ServerError, match="usage"),
+    ):
         _chat(url)
 
 
 def test_timeout_is_reported() -> None:
-    with running_stub(StubScript(first_delay_s=2.0)) as url, pytest.raises(ServerError,
-                                                                          match="timed out"):
+    with (
+        running_stub(StubScript(first_delay_s=2.0)) as url,
+        pytest.raises(ServerError, match="timed out"),
+    ):
         _chat(url, timeout_s=0.3)
 
 
@@ -71,16 +78,25 @@ def test_connection_refused_is_a_server_error() -> None:
 def _chat_ids(url: str) -> Completion:
     async def go() -> Completion:
         async with aiohttp.ClientSession() as session:
-            body = {"model": "stub", "messages": [{"role": "user", "content": "q"}],
-                    "return_token_ids": True}
+            body = {
+                "model": "stub",
+                "messages": [{"role": "user", "content": "q"}],
+                "return_token_ids": True,
+            }
             return await stream_chat(session, url + "/chat/completions", body)
+
     return asyncio.run(go())
 
 
 def test_a_withheld_first_token_counts_by_its_id() -> None:
     """TTFT is the first generated token, also when its text comes one token later."""
-    script = StubScript(default_answer="abcd", chunk_chars=2, first_delay_s=0.2,
-                        chunk_delay_s=0.15, withheld_first_token=True)
+    script = StubScript(
+        default_answer="abcd",
+        chunk_chars=2,
+        first_delay_s=0.2,
+        chunk_delay_s=0.15,
+        withheld_first_token=True,
+    )
     with running_stub(script) as url:
         with_ids, text_only = _chat_ids(url), _chat(url)
     assert with_ids.text == text_only.text == "abcd"

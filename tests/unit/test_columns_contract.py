@@ -47,18 +47,20 @@ def test_metrics_csv_header_is_the_typed_row(tmp_path: Path) -> None:
     assert list(case_cells(row)) == header
     # The metric columns stand where the row's ``metrics`` key stands.
     at = list(CaseRow.__annotations__).index(METRICS_KEY)
-    assert header[at:at + len(metrics)] == metrics
+    assert header[at : at + len(metrics)] == metrics
 
 
 def test_summarize_case_fills_exactly_the_typed_row() -> None:
     case = make_case(("cer", "wer"))
-    done = Completion(text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=2, sent_at=1.0,
-                      finished_at=2.0)
+    done = Completion(
+        text="x", ttft_s=0.1, e2e_s=0.2, completion_tokens=2, sent_at=1.0, finished_at=2.0
+    )
     row = summarize_case(case, [make_record(case, make_sample("a", "x"), done, None)])
     assert set(row) == set(CaseRow.__annotations__)
     assert list(row["metrics"]) == ["cer", "wer"]
-    assert gateable_columns(["cer", "wer"]) == [c for c in case_columns(["cer", "wer"])
-                                                if c not in CASE_ID_COLUMNS]
+    assert gateable_columns(["cer", "wer"]) == [
+        c for c in case_columns(["cer", "wer"]) if c not in CASE_ID_COLUMNS
+    ]
 
 
 def test_answers_csv_header_is_record_fields_and_scores(tmp_path: Path) -> None:
@@ -98,18 +100,28 @@ def test_one_record_definition_from_make_record_to_the_store() -> None:
     TypeAdapter(StoredRecord).validate_python(stored)
     assert set(OLDER_RECORD_DEFAULTS) < set(record)
     TypeAdapter(StoredRecord).validate_python(
-        {k: v for k, v in stored.items() if k not in OLDER_RECORD_DEFAULTS}
-        | OLDER_RECORD_DEFAULTS)
+        {k: v for k, v in stored.items() if k not in OLDER_RECORD_DEFAULTS} | OLDER_RECORD_DEFAULTS
+    )
 
 
 def test_server_figures_are_case_info_fields() -> None:
-    names = {"generation_tokens": "gen", "ttft_sum": "ts", "ttft_count": "tc", "steps": "st",
-             "running": "run", "peak_memory_bytes": "peak"}
-    watch = ServerWatch(names, after={"gen": 10.0, "ts": 1.0, "tc": 2.0, "st": 5.0,
-                                      "peak": 9.0})
+    names = {
+        "generation_tokens": "gen",
+        "ttft_sum": "ts",
+        "ttft_count": "tc",
+        "steps": "st",
+        "running": "run",
+        "peak_memory_bytes": "peak",
+    }
+    watch = ServerWatch(names, after={"gen": 10.0, "ts": 1.0, "tc": 2.0, "st": 5.0, "peak": 9.0})
     watch.observe("run 3\n")
     summary = watch.summary()
-    assert set(summary) == {"server_generation_tokens", "server_ttft_mean_ms",
-                            "server_mean_batch", "server_max_running", "peak_memory_bytes"}
+    assert set(summary) == {
+        "server_generation_tokens",
+        "server_ttft_mean_ms",
+        "server_mean_batch",
+        "server_max_running",
+        "peak_memory_bytes",
+    }
     assert set(summary) <= set(CaseInfo.__annotations__)
     TypeAdapter(CaseInfo).validate_python(summary)

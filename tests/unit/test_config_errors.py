@@ -16,20 +16,36 @@ TASKS = "name,type,data\nvqa,docvqa,data/vqa.jsonl\n"
 CONFIG = "model,task,backend\nm1,vqa,hf\n"
 
 
-def write_suite(root: Path, config: str = CONFIG, models: str = MODELS, tasks: str = TASKS,
-                manifest: list[dict[str, object]] | None = None) -> Settings:
+def write_suite(
+    root: Path,
+    config: str = CONFIG,
+    models: str = MODELS,
+    tasks: str = TASKS,
+    manifest: list[dict[str, object]] | None = None,
+) -> Settings:
     (root / "data").mkdir(exist_ok=True)
-    lines = manifest if manifest is not None else [
-        {"id": "a", "image": "a.png", "question": "Q?", "answers": ["x"]},
-        {"id": "b", "image": "b.png", "question": "Q2?", "answers": ["y"]},
-    ]
+    lines = (
+        manifest
+        if manifest is not None
+        else [
+            {"id": "a", "image": "a.png", "question": "Q?", "answers": ["x"]},
+            {"id": "b", "image": "b.png", "question": "Q2?", "answers": ["y"]},
+        ]
+    )
     (root / "data" / "vqa.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (root / "user_config.csv").write_text(config)
     (root / "models.csv").write_text(models)
     (root / "tasks.csv").write_text(tasks)
-    return Settings(config=root / "user_config.csv", output=root / "out", limit=None,
-                    cache=root / "cache", models=None, tasks=None, startup_timeout=1,
-                    request_timeout=1)
+    return Settings(
+        config=root / "user_config.csv",
+        output=root / "out",
+        limit=None,
+        cache=root / "cache",
+        models=None,
+        tasks=None,
+        startup_timeout=1,
+        request_timeout=1,
+    )
 
 
 def error_of(settings: Settings) -> ConfigError:
@@ -58,8 +74,9 @@ def test_endpoint_means_external_launcher(tmp_path: Path) -> None:
 
 
 def test_max_tokens_is_a_setting_not_a_threshold(tmp_path: Path) -> None:
-    plan = load_plan(write_suite(tmp_path, config="model,task,backend,max_tokens,max_anls\n"
-                                                  "m1,vqa,hf,7,1\n"))
+    plan = load_plan(
+        write_suite(tmp_path, config="model,task,backend,max_tokens,max_anls\nm1,vqa,hf,7,1\n")
+    )
     (case,) = plan.cases
     assert case.max_tokens == 7
     assert [t.name for t in case.thresholds] == ["max_anls"]
@@ -76,20 +93,25 @@ def test_limit_takes_the_smaller(tmp_path: Path) -> None:
     [
         ("model,task,backend\nm1,vqa,nope\n", 2, "backend", "allowed: hf, openai, sglang, vllm"),
         ("model,task,backend\nm1,vqa,hf\nzz,vqa,hf\n", 3, "model", "allowed: ext, m1"),
-        ("model,task,backend\nm1,nope,hf\n", 2, "task", "docvqa_val, infovqa_val, ocrbench, sroie_kie, vqa)"),  # noqa: E501  (tasks.csv's and the built-in presets)
+        (
+            "model,task,backend\nm1,nope,hf\n",
+            2,
+            "task",
+            "docvqa_val, infovqa_val, ocrbench, sroie_kie, vqa)",
+        ),
         ("model,task,backend,colour\nm1,vqa,hf,red\n", 1, "colour", "allowed:"),
         ("model,task,backend\nm1,vqa,hf\nm1,vqa,hf\n", 3, "id", "set the 'id' column"),
         ("model,task,backend,min_anls\nm1,vqa,hf,high\n", 2, "min_anls", "must be a finite number"),
         ("model,task,backend,min_cer\nm1,vqa,hf,0.1\n", 2, "min_cer", "does not produce"),
         ("model,task,backend,concurrency\nm1,vqa,hf,0\n", 2, "concurrency", "greater than"),
         ("model,task,backend,launcher\nm1,vqa,hf,ssh\n", 2, "launcher", "allowed: auto"),
-        ("model,task,backend,request_params\nm1,vqa,hf,[1]\n", 2, "request_params",
-         "JSON object"),
+        ("model,task,backend,request_params\nm1,vqa,hf,[1]\n", 2, "request_params", "JSON object"),
         ("model,task\nm1,vqa\n", 1, "backend", "required column"),
     ],
 )
-def test_bad_config_names_file_line_column(tmp_path: Path, config: str, line: int,
-                                           column: str, needle: str) -> None:
+def test_bad_config_names_file_line_column(
+    tmp_path: Path, config: str, line: int, column: str, needle: str
+) -> None:
     err = error_of(write_suite(tmp_path, config=config))
     assert err.file == tmp_path / "user_config.csv"
     assert (err.line, err.column) == (line, column)
@@ -129,7 +151,8 @@ def test_external_launcher_needs_endpoint(tmp_path: Path) -> None:
 
 
 def test_model_requirements_override_the_backend_venv_spec(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_vlmhb.backends.vllm import VLLMBackend
     from pytest_vlmhb.launchers import local
 

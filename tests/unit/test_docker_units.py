@@ -49,12 +49,19 @@ def _spec(tmp_path: Path, python_base: bool = True) -> images.ImageSpec:
     folder.mkdir(exist_ok=True)
     (folder / "Dockerfile").write_text("FROM scratch\n")
     (folder / "README.md").write_text("docs\n")
-    return images.ImageSpec(name="t", backend="hf", folder=folder, python_base=python_base,
-                            requirements=("a==1",), plugin_source=True)
+    return images.ImageSpec(
+        name="t",
+        backend="hf",
+        folder=folder,
+        python_base=python_base,
+        requirements=("a==1",),
+        plugin_source=True,
+    )
 
 
-def test_tag_changes_only_when_an_input_changes(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tag_changes_only_when_an_input_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The base image's id comes from the daemon; a fixed one keeps this offline.
     monkeypatch.setattr(images, "image_id", lambda tag: "sha256:base")
     spec = _spec(tmp_path)
@@ -70,11 +77,13 @@ def test_tag_changes_only_when_an_input_changes(tmp_path: Path,
     changed.append(images.BuildPlan(spec, ("a==1",), inputs).tag)
     ca = tmp_path / "ca.crt"
     ca.write_text("CERT")
-    changed.append(images.BuildPlan(spec, ("a==1",), images.BuildInputs(
-        "base:1", ca, (wheels,))).tag)
+    changed.append(
+        images.BuildPlan(spec, ("a==1",), images.BuildInputs("base:1", ca, (wheels,))).tag
+    )
     changed.append(images.BuildPlan(spec, ("a==2",), inputs).tag)
-    changed.append(images.BuildPlan(spec, ("a==1",), images.BuildInputs(
-        "base:2", None, (wheels,))).tag)
+    changed.append(
+        images.BuildPlan(spec, ("a==1",), images.BuildInputs("base:2", None, (wheels,))).tag
+    )
     (spec.folder / "Dockerfile").write_text("FROM scratch\nRUN true\n")
     changed.append(images.BuildPlan(spec, ("a==1",), inputs).tag)
     assert len({tag, *changed}) == 1 + len(changed)
@@ -118,8 +127,9 @@ def test_stage_context_lays_out_every_input(tmp_path: Path) -> None:
     assert (ctx / "requirements.txt").read_text() == "a==1\nb\n"
     assert (ctx / "certs" / "extra-ca.crt").read_text() == "CERT"
     assert sorted(p.name for p in (ctx / "wheels").iterdir()) == ["a-1-py3-none-any.whl"]
-    assert (ctx / "wheels" / "a-1-py3-none-any.whl").stat().st_ino == \
-        (wheels / "a-1-py3-none-any.whl").stat().st_ino  # hard link, not a copy
+    assert (ctx / "wheels" / "a-1-py3-none-any.whl").stat().st_ino == (
+        wheels / "a-1-py3-none-any.whl"
+    ).stat().st_ino  # hard link, not a copy
     assert (ctx / "src" / "pytest_vlmhb" / "server" / "app.py").is_file()
     assert not (ctx / "src" / "pytest_vlmhb" / "runner.py").exists()  # server code only
 
@@ -187,8 +197,9 @@ def test_auto_choice_says_which_and_why() -> None:
     assert local.line.startswith("launcher=auto -> local: no Docker daemon answers")
 
 
-def test_extra_ca_defaults_to_the_host_pips_cert(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extra_ca_defaults_to_the_host_pips_cert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bundle = tmp_path / "proxy-ca.pem"
     bundle.write_text("CERT")
     monkeypatch.setenv("PIP_CERT", str(bundle))
@@ -206,7 +217,8 @@ def test_extra_ca_defaults_to_the_host_pips_cert(tmp_path: Path,
 def test_bad_image_toml_names_its_file(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "image.toml").write_text(
-        '[[image]]\nname = "x"\nbackend = "hf"\ncolour = 1\n')
+        '[[image]]\nname = "x"\nbackend = "hf"\ncolour = 1\n'
+    )
     with pytest.raises(ConfigError, match=r"x/image.toml: bad \[\[image\]\] entry"):
         images.load_specs(tmp_path)
 
@@ -246,8 +258,11 @@ def test_removal_ignores_only_never_created_and_already_gone(tmp_path: Path) -> 
     done = _Wrapped()
     remove(_Container(done))
     assert done.removed
-    with pytest.raises(ServerError, match=r"could not remove container abc123: .*boom.*"
-                                          r"watchdog removes it"):
+    with pytest.raises(
+        ServerError,
+        match=r"could not remove container abc123: .*boom.*"
+        r"watchdog removes it",
+    ):
         remove(_Container(_Wrapped(docker.errors.APIError("boom"))))
     with pytest.raises(RuntimeError, match="bug"):  # not a Docker error: not swallowed
         remove(_Container(_Wrapped(RuntimeError("bug"))))
@@ -257,7 +272,8 @@ def test_removal_ignores_only_never_created_and_already_gone(tmp_path: Path) -> 
     stopped: list[bool] = []
     gpu: Any = type("Gpu", (), {"stop": lambda self: stopped.append(True)})()
     stop = docker_launcher._teardown(
-        _Container(_Wrapped(docker.errors.APIError("boom"))), None, log, gpu)  # type: ignore[arg-type]
+        _Container(_Wrapped(docker.errors.APIError("boom"))), None, log, gpu
+    )  # type: ignore[arg-type]
     with pytest.raises(ServerError):
         stop()
     assert stopped == [True]
@@ -281,12 +297,17 @@ class _Target:
 def test_server_ready_fails_with_the_containers_exit_code_and_log(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text("loading\nKilled\n")
-    follower: Any = type("F", (), {"path": log, "join": lambda self, t: None,
-                                   "exit_code": lambda self: None})()
-    ready = docker_launcher.ServerReady("http://127.0.0.1:9/health", follower, "hf server",
-                                        lambda _: None, 60).with_poll_interval(0.005)
-    with pytest.raises(ServerError, match=r"(?s)hf server exited with code 137 during "
-                                          r"startup; log .*server.log:\nloading\nKilled$"):
+    follower: Any = type(
+        "F", (), {"path": log, "join": lambda self, t: None, "exit_code": lambda self: None}
+    )()
+    ready = docker_launcher.ServerReady(
+        "http://127.0.0.1:9/health", follower, "hf server", lambda _: None, 60
+    ).with_poll_interval(0.005)
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)hf server exited with code 137 during "
+        r"startup; log .*server.log:\nloading\nKilled$",
+    ):
         ready.wait_until_ready(_Target(3, None))  # type: ignore[arg-type]
     follower.exit_code = lambda: 2  # the log follower's code wins when it has one
     with pytest.raises(ServerError, match="exited with code 2"):

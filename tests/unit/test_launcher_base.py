@@ -78,34 +78,44 @@ def test_healthy_after_the_loading_polls(health: Callable[[int], Health], log: P
 
 
 def test_a_dead_process_fails_at_once_with_its_exit_code_and_log_tail(
-        health: Callable[[int], Health], log: Path) -> None:
+    health: Callable[[int], Health], log: Path
+) -> None:
     server = health(1_000_000)
     codes = iter([None, None, 3])
-    with pytest.raises(ServerError, match=r"(?s)^srv exited with code 3 during startup; "
-                                          r"log .*server.log:\n.*line 99\nTraceback: boom$"
-                       ) as info:
-        base.poll_until_healthy(server.url, lambda: next(codes), 600, log, lambda _: None,
-                                "srv", **FAST)
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)^srv exited with code 3 during startup; "
+        r"log .*server.log:\n.*line 99\nTraceback: boom$",
+    ) as info:
+        base.poll_until_healthy(
+            server.url, lambda: next(codes), 600, log, lambda _: None, "srv", **FAST
+        )
     assert server.polls == 2  # asked before each poll: no poll after the death
     assert "line 60\n" not in str(info.value)  # the tail only (40 lines)
 
 
 def test_a_timeout_fails_with_the_log_tail_and_notes_progress(
-        health: Callable[[int], Health], log: Path) -> None:
+    health: Callable[[int], Health], log: Path
+) -> None:
     server = health(1_000_000)
     notes: list[str] = []
-    with pytest.raises(ServerError, match=r"(?s)^srv not healthy after 0.05 s; "
-                                          r"log .*server.log:\n.*Traceback: boom$"):
-        base.poll_until_healthy(server.url, running, 0.05, log, notes.append, "srv",
-                                note_every_s=0.01, **FAST)
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)^srv not healthy after 0.05 s; "
+        r"log .*server.log:\n.*Traceback: boom$",
+    ):
+        base.poll_until_healthy(
+            server.url, running, 0.05, log, notes.append, "srv", note_every_s=0.01, **FAST
+        )
     assert server.polls >= 2
     assert notes and notes[0].startswith("srv: still loading (0 s; log ")
 
 
 def test_nothing_listening_is_not_an_error_until_the_timeout(tmp_path: Path) -> None:
     with pytest.raises(ServerError, match=r"(?s)not healthy after 0.02 s; log None:\n\(no log\)"):
-        base.poll_until_healthy("http://127.0.0.1:9/health", running, 0.02, None,
-                                lambda _: None, "srv", **FAST)
+        base.poll_until_healthy(
+            "http://127.0.0.1:9/health", running, 0.02, None, lambda _: None, "srv", **FAST
+        )
 
 
 def test_log_tail_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +133,9 @@ def test_log_tail_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_versions_probe_output_is_parsed_leniently() -> None:
     assert base.parse_versions('noise\n{"python": "3.11.7", "torch": "2.13.0"}\n') == {
-        "python": "3.11.7", "torch": "2.13.0"}
+        "python": "3.11.7",
+        "torch": "2.13.0",
+    }
     for text in ("", "not json", "[1, 2]", "Traceback...\n"):
         assert base.parse_versions(text) == {}
 
@@ -132,8 +144,7 @@ def _model(**fields: Any) -> ModelSpec:
     return ModelSpec(name="m", source="s", served_name="m", base_dir=Path("."), **fields)
 
 
-def test_launchers_are_found_and_asked_by_name_alone(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_launchers_are_found_and_asked_by_name_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     assert base.launcher_names() == ["auto", "docker", "external", "local", "slurm"]
     assert base.load_launcher("auto") is AutoLauncher
     assert base.load_launcher("docker") is DockerLauncher
@@ -145,12 +156,14 @@ def test_launchers_are_found_and_asked_by_name_alone(
     assert LocalLauncher.resolve(plain) == "local"
     assert ExternalLauncher.check_model(endpoint) is None
     assert ExternalLauncher.check_model(plain) == (
-        "launcher 'external' needs an endpoint for model 'm' in models.csv")
+        "launcher 'external' needs an endpoint for model 'm' in models.csv"
+    )
     from pytest_vlmhb.launchers import auto, docker_daemon
 
     monkeypatch.setattr(docker_daemon, "daemon_status", lambda: (False, "no Docker daemon"))
     assert str(DockerLauncher.check_available()).startswith(
-        "launcher 'docker': no Docker daemon; start one")
+        "launcher 'docker': no Docker daemon; start one"
+    )
     monkeypatch.setattr(docker_daemon, "daemon_status", lambda: (True, "Docker 1 answers"))
     assert DockerLauncher.check_available() is None
     monkeypatch.setattr(auto, "resolve", lambda: auto.choose((True, "Docker answers")))

@@ -178,34 +178,44 @@ def ours(pairs: list[tuple[str, dict[str, Any]]]) -> float:
     return value
 
 
-GOLD = {"company": "SYARIKAT PERNIAGAAN GIN KEE", "date": "19/12/2017",
-        "address": "NO 290, JALAN AIR PANAS, SETAPAK", "total": "8.70"}
+GOLD = {
+    "company": "SYARIKAT PERNIAGAAN GIN KEE",
+    "date": "19/12/2017",
+    "address": "NO 290, JALAN AIR PANAS, SETAPAK",
+    "total": "8.70",
+}
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("ＡＢＣ　１２３", "ABC 123"),  # full-width -> half-width, ideographic space
-    ("NO 290 , JALAN", "NO 290 , JALAN"),  # a comma after a digit keeps its spaces
-    ("JALAN AIR PANAS ,SETAPAK", "JALAN AIR PANAS, SETAPAK"),  # no space before, one after
-    ("TOTAL:8.70", "TOTAL: 8.70"),
-    ("RM8.70", "RM 8.70"),  # a space between letters and digits
-    ("8kg", "8 kg"),
-    ("Kopi  O", "Kopi O"),  # whitespace collapsed, case kept (no lower-casing)
-    ("上海 市", "上海市"),  # no space between CJK characters
-    ("苹果、香蕉", "苹果, 香蕉"),  # 、 -> "," then one space after it
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ＡＢＣ　１２３", "ABC 123"),  # full-width -> half-width, ideographic space
+        ("NO 290 , JALAN", "NO 290 , JALAN"),  # a comma after a digit keeps its spaces
+        ("JALAN AIR PANAS ,SETAPAK", "JALAN AIR PANAS, SETAPAK"),  # no space before, one after
+        ("TOTAL:8.70", "TOTAL: 8.70"),
+        ("RM8.70", "RM 8.70"),  # a space between letters and digits
+        ("8kg", "8 kg"),
+        ("Kopi  O", "Kopi O"),  # whitespace collapsed, case kept (no lower-casing)
+        ("上海 市", "上海市"),  # no space between CJK characters
+        ("苹果、香蕉", "苹果, 香蕉"),  # 、 -> "," then one space after it
+    ],
+)
 def test_value_normalisation_matches_ccocr(text: str, expected: str) -> None:
     assert normalize_text(text) == expected == kie_normalize_text(text)
 
 
-@pytest.mark.parametrize("answer", [
-    "```json\n" + json.dumps(GOLD) + "\n```",
-    "Here it is:\n```json\n" + json.dumps(GOLD, indent=2),  # unclosed fence
-    json.dumps(GOLD),
-    "not json at all",
-    "```\n" + json.dumps(GOLD) + "\n```",  # a fence without 'json' is not unwrapped
-    "[1, 2]",
-    "",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "```json\n" + json.dumps(GOLD) + "\n```",
+        "Here it is:\n```json\n" + json.dumps(GOLD, indent=2),  # unclosed fence
+        json.dumps(GOLD),
+        "not json at all",
+        "```\n" + json.dumps(GOLD) + "\n```",  # a fence without 'json' is not unwrapped
+        "[1, 2]",
+        "",
+    ],
+)
 def test_answer_parsing_matches_lmms_eval(answer: str) -> None:
     expected = post_process_to_json(answer)
     assert parse_answer(answer) == ({} if expected is None else expected)
@@ -223,8 +233,9 @@ def test_field_f1_examples() -> None:
     assert ours([("garbage", GOLD)]) == 0.0
     # CORD: a menu given as one object or as a list of one object compares alike
     cord = {"menu": {"nm": "LATTE", "price": "4,500"}}
-    assert ours([(json.dumps({"menu": [{"nm": "LATTE", "price": "4,500"}]}), cord)]) == \
-        pytest.approx(1.0, abs=1e-6)
+    assert ours(
+        [(json.dumps({"menu": [{"nm": "LATTE", "price": "4,500"}]}), cord)]
+    ) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_errored_sample_misses_every_gold_field() -> None:
@@ -235,11 +246,33 @@ def test_errored_sample_misses_every_gold_field() -> None:
     assert metric.aggregate([good, worst]) == pytest.approx(4 / (4 + 2 + 1e-6))
 
 
-leaf = st.sampled_from(["8.70", "RM 8.70", "RM8.70", "ＡＢＣ", "abc", "ABC", "a , b", "", " ",
-                        "上海 市", "x", 0, 8.7, None, True])
-value = st.recursive(leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["nm", "price", "cnt"]), inner,
-                                                 max_size=3)), max_leaves=8)
+leaf = st.sampled_from(
+    [
+        "8.70",
+        "RM 8.70",
+        "RM8.70",
+        "ＡＢＣ",
+        "abc",
+        "ABC",
+        "a , b",
+        "",
+        " ",
+        "上海 市",
+        "x",
+        0,
+        8.7,
+        None,
+        True,
+    ]
+)
+value = st.recursive(
+    leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["nm", "price", "cnt"]), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
 obj = st.dictionaries(st.sampled_from(["company", "date", "menu", "total"]), value, max_size=4)
 
 

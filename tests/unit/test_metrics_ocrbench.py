@@ -92,30 +92,38 @@ CASES = [
 
 
 @pytest.mark.parametrize(("prediction", "answers", "dataset", "expected"), CASES)
-def test_edge_cases_match_lmms_eval(prediction: str, answers: Any, dataset: str,
-                                    expected: int) -> None:
+def test_edge_cases_match_lmms_eval(
+    prediction: str, answers: Any, dataset: str, expected: int
+) -> None:
     assert reference(prediction, answers, dataset) == expected
     assert ocrbench_score(prediction, answers, dataset) == expected
     metric = OCRBench()
     answer_list = answers if isinstance(answers, list) else [answers]
-    assert metric.value(metric.stats(prediction, {"answers": answer_list,
-                                                  "dataset": dataset})) == expected
+    assert (
+        metric.value(metric.stats(prediction, {"answers": answer_list, "dataset": dataset}))
+        == expected
+    )
 
 
 text = st.text(alphabet=st.sampled_from(list("aAbB 1{}^\n\t\u3000ＡＢ１.,")), max_size=10)
 
 
 @settings(max_examples=400, deadline=None)
-@given(prediction=text, answers=st.lists(text, min_size=1, max_size=3),
-       dataset=st.sampled_from(["HME100k", "IIIT5K"]))
-def test_matches_reference_on_random_text(prediction: str, answers: list[str],
-                                          dataset: str) -> None:
+@given(
+    prediction=text,
+    answers=st.lists(text, min_size=1, max_size=3),
+    dataset=st.sampled_from(["HME100k", "IIIT5K"]),
+)
+def test_matches_reference_on_random_text(
+    prediction: str, answers: list[str], dataset: str
+) -> None:
     assert ocrbench_score(prediction, answers, dataset) == reference(prediction, answers, dataset)
 
 
 def test_total_out_of_1000_is_the_mean_times_1000() -> None:
     metric = OCRBench()
     stats = [metric.stats("yes", {"answers": ["yes"], "dataset": "X"})] * 3 + [
-        metric.stats("no", {"answers": ["yes"], "dataset": "X"})]
+        metric.stats("no", {"answers": ["yes"], "dataset": "X"})
+    ]
     assert metric.aggregate(stats) == 0.75  # 750 of 1000 on the full set
     assert metric.worst_stats({"answers": ["a"], "dataset": "X"}) == {"score": 0.0}

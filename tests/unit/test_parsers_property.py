@@ -19,11 +19,40 @@ MODELS = "name,source\nm1,builtin:tiny-idefics3\n"
 TASKS = "name,type,data\nvqa,docvqa,data.jsonl\n"
 csv_like = st.one_of(
     st.text(max_size=300),
-    st.lists(st.lists(st.sampled_from(
-        ["model", "task", "backend", "m1", "vqa", "hf", "id", "min_anls", "0.5", "x", '"',
-         "concurrency", "-1", "{", "request_params", '{"a": 1}', "", "\ufeff", "max_tokens",
-         "limit", "nan", "launcher", "auto", "external"]), max_size=6).map(",".join),
-        max_size=5).map("\n".join),
+    st.lists(
+        st.lists(
+            st.sampled_from(
+                [
+                    "model",
+                    "task",
+                    "backend",
+                    "m1",
+                    "vqa",
+                    "hf",
+                    "id",
+                    "min_anls",
+                    "0.5",
+                    "x",
+                    '"',
+                    "concurrency",
+                    "-1",
+                    "{",
+                    "request_params",
+                    '{"a": 1}',
+                    "",
+                    "\ufeff",
+                    "max_tokens",
+                    "limit",
+                    "nan",
+                    "launcher",
+                    "auto",
+                    "external",
+                ]
+            ),
+            max_size=6,
+        ).map(",".join),
+        max_size=5,
+    ).map("\n".join),
 )
 
 
@@ -36,19 +65,36 @@ def test_user_config_loads_or_raises_config_error(config: str, raw: bytes) -> No
         (root / "tasks.csv").write_text(TASKS)
         path = root / "user_config.csv"
         path.write_bytes(config.encode("utf-8", "surrogatepass") + raw)
-        settings_ = Settings(config=path, output=root / "o", limit=None, cache=root / "c",
-                             models=None, tasks=None, startup_timeout=1, request_timeout=1)
+        settings_ = Settings(
+            config=path,
+            output=root / "o",
+            limit=None,
+            cache=root / "c",
+            models=None,
+            tasks=None,
+            startup_timeout=1,
+            request_timeout=1,
+        )
         with contextlib.suppress(ConfigError):
             load_cases(settings_)
 
 
-json_like = st.lists(st.one_of(
-    st.text(max_size=80),
-    st.sampled_from(['{"id": 1, "image": "a.png", "question": "q", "answers": ["a"]}',
-                     '{"id": "x", "image": "a.png", "question": "{q}", "answers": []}',
-                     '{"id": "x"}', "[]", "null", '{"id": "x", "image": 3, "question": "q", '
-                     '"answers": "a"}']),
-), max_size=6).map("\n".join)
+json_like = st.lists(
+    st.one_of(
+        st.text(max_size=80),
+        st.sampled_from(
+            [
+                '{"id": 1, "image": "a.png", "question": "q", "answers": ["a"]}',
+                '{"id": "x", "image": "a.png", "question": "{q}", "answers": []}',
+                '{"id": "x"}',
+                "[]",
+                "null",
+                '{"id": "x", "image": 3, "question": "q", "answers": "a"}',
+            ]
+        ),
+    ),
+    max_size=6,
+).map("\n".join)
 
 
 @settings(max_examples=300, deadline=None)

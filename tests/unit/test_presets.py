@@ -20,9 +20,11 @@ from pytest_vlmhb.tasks.presets import load_preset
 from pytest_vlmhb.tasks.sources import resolve_manifest
 from tests import preset_parquet as pq
 
-DOCVQA_ROWS = [("49153", "What is the date?", ["1/8/93", "January 8, 1993"]),
-               ("24580", "Who signed it?", ["J. Smith"]),
-               ("57349", " What is the total? ", ["$1,000"])]
+DOCVQA_ROWS = [
+    ("49153", "What is the date?", ["1/8/93", "January 8, 1993"]),
+    ("24580", "Who signed it?", ["J. Smith"]),
+    ("57349", " What is the total? ", ["$1,000"]),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +34,14 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
 
 
-def load(data: str, task_type: str, base: Path, cache: Path, preset: str | None = None,
-         prompt: str | None = None) -> list[Sample]:
+def load(
+    data: str,
+    task_type: str,
+    base: Path,
+    cache: Path,
+    preset: str | None = None,
+    prompt: str | None = None,
+) -> list[Sample]:
     manifest = resolve_manifest(data, task_type, base, cache, preset=preset)
     task = registry.load(registry.TASKS, task_type)()
     template = prompt or (load_preset(preset).prompt if preset else task.default_prompt)
@@ -42,11 +50,13 @@ def load(data: str, task_type: str, base: Path, cache: Path, preset: str | None 
 
 def test_docvqa_val_from_a_local_copy_in_the_hub_layout(tmp_path: Path) -> None:
     pq.docvqa(tmp_path / "DocVQA-copy", DOCVQA_ROWS)
-    samples = load("parquet:DocVQA-copy", "docvqa", tmp_path, tmp_path / "cache",
-                   preset="docvqa_val")
+    samples = load(
+        "parquet:DocVQA-copy", "docvqa", tmp_path, tmp_path / "cache", preset="docvqa_val"
+    )
     assert [s.id for s in samples] == ["49153", "24580", "57349"]
-    assert samples[0].prompt == ("What is the date?\n"
-                                 "Answer the question using a single word or phrase.")
+    assert samples[0].prompt == (
+        "What is the date?\nAnswer the question using a single word or phrase."
+    )
     assert samples[2].prompt.startswith(" What is the total? \n")  # DocVQA keeps the raw question
     assert samples[0].reference == {"answers": ["1/8/93", "January 8, 1993"]}
     assert samples[0].image.read_bytes() == pq.png("What is the date?")
@@ -56,15 +66,18 @@ def test_docvqa_val_from_a_local_copy_in_the_hub_layout(tmp_path: Path) -> None:
 
 def test_materialised_split_is_reused_and_rebuilt_when_the_copy_changes(tmp_path: Path) -> None:
     pq.docvqa(tmp_path / "copy", DOCVQA_ROWS)
-    first = resolve_manifest("parquet:copy", "docvqa", tmp_path, tmp_path / "c",
-                             preset="docvqa_val")
+    first = resolve_manifest(
+        "parquet:copy", "docvqa", tmp_path, tmp_path / "c", preset="docvqa_val"
+    )
     stamp = first.stat().st_mtime_ns
-    again = resolve_manifest("parquet:copy", "docvqa", tmp_path, tmp_path / "c",
-                             preset="docvqa_val")
+    again = resolve_manifest(
+        "parquet:copy", "docvqa", tmp_path, tmp_path / "c", preset="docvqa_val"
+    )
     assert again == first and again.stat().st_mtime_ns == stamp
     pq.docvqa(tmp_path / "copy", DOCVQA_ROWS[:2])
-    changed = resolve_manifest("parquet:copy", "docvqa", tmp_path, tmp_path / "c",
-                               preset="docvqa_val")
+    changed = resolve_manifest(
+        "parquet:copy", "docvqa", tmp_path, tmp_path / "c", preset="docvqa_val"
+    )
     assert changed != first and len(changed.read_text().splitlines()) == 2
 
 
@@ -76,8 +89,10 @@ def test_infovqa_reads_its_own_config_folder(tmp_path: Path) -> None:
 
 
 def test_chartqa_type_becomes_the_category(tmp_path: Path) -> None:
-    pq.chartqa(tmp_path / "chart", [("human_test", "How many bars?", "5"),
-                                    ("augmented_test", "Max value?", "45%")])
+    pq.chartqa(
+        tmp_path / "chart",
+        [("human_test", "How many bars?", "5"), ("augmented_test", "Max value?", "45%")],
+    )
     samples = load("parquet:chart", "chartqa", tmp_path, tmp_path / "c", preset="chartqa_test")
     assert [s.id for s in samples] == ["0", "1"]  # row index
     assert [s.category for s in samples] == ["human_test", "augmented_test"]
@@ -86,11 +101,18 @@ def test_chartqa_type_becomes_the_category(tmp_path: Path) -> None:
 
 
 def test_ocrbench_strips_the_question_and_keeps_dataset_and_type(tmp_path: Path) -> None:
-    pq.ocrbench(tmp_path / "ocr", [
-        ("IIIT5K", "  what is written in the image?\n", "Regular Text Recognition", ["hello"]),
-        ("HME100k", "Please write out the expression.", "Handwritten Mathematical "
-         "Expression Recognition", ["x ^ { 2 }"]),
-    ])
+    pq.ocrbench(
+        tmp_path / "ocr",
+        [
+            ("IIIT5K", "  what is written in the image?\n", "Regular Text Recognition", ["hello"]),
+            (
+                "HME100k",
+                "Please write out the expression.",
+                "Handwritten Mathematical Expression Recognition",
+                ["x ^ { 2 }"],
+            ),
+        ],
+    )
     samples = load("parquet:ocr", "ocrbench", tmp_path, tmp_path / "c", preset="ocrbench")
     assert samples[0].prompt == "what is written in the image?"
     assert samples[0].reference == {"answers": ["hello"], "dataset": "IIIT5K"}
@@ -98,8 +120,10 @@ def test_ocrbench_strips_the_question_and_keeps_dataset_and_type(tmp_path: Path)
 
 
 def test_cord_fields_come_from_gt_parse_and_prompt_is_ccocr(tmp_path: Path) -> None:
-    single = {"menu": {"nm": "LATTE", "cnt": "1", "price": "4,500"},
-              "total": {"total_price": "4,500"}}
+    single = {
+        "menu": {"nm": "LATTE", "cnt": "1", "price": "4,500"},
+        "total": {"total_price": "4,500"},
+    }
     several = {"menu": [{"nm": "TEA", "price": "2,000"}, {"nm": "CAKE", "price": "3,000"}]}
     pq.cord(tmp_path / "cord", [single, several])
     samples = load("parquet:cord", "kie", tmp_path, tmp_path / "c", preset="cord_kie")
@@ -112,35 +136,55 @@ def test_cord_fields_come_from_gt_parse_and_prompt_is_ccocr(tmp_path: Path) -> N
 
 def test_sroie_takes_only_its_ccocr_subset(tmp_path: Path) -> None:
     gold = {"company": "ABC SDN BHD", "date": "01/01/2019", "address": "KL", "total": "9.00"}
-    pq.ccocr_kie(tmp_path / "ccocr", [("sroie2019_word_347", "X51.jpg", gold),
-                                      ("CORD", "cord_1.png", {"menu": []}),
-                                      ("sroie2019_word_347", "X52.jpg", gold)])
+    pq.ccocr_kie(
+        tmp_path / "ccocr",
+        [
+            ("sroie2019_word_347", "X51.jpg", gold),
+            ("CORD", "cord_1.png", {"menu": []}),
+            ("sroie2019_word_347", "X52.jpg", gold),
+        ],
+    )
     samples = load("parquet:ccocr", "kie", tmp_path, tmp_path / "c", preset="sroie_kie")
     assert [s.id for s in samples] == ["X51.jpg", "X52.jpg"]
     assert samples[0].reference == {"fields": gold}
-    assert samples[0].prompt.startswith("Extract: {\"company\"")  # the row's own prompt
+    assert samples[0].prompt.startswith('Extract: {"company"')  # the row's own prompt
 
 
 def test_plain_parquet_source_uses_the_task_type_field_names(tmp_path: Path) -> None:
 
-    pq.write(tmp_path / "mine" / "train-00000-of-00001.parquet",
-             {"id": ["a", "b"], "question": ["q1", "q2"], "answers": [["x"], ["y"]],
-              "image": [{"bytes": pq.png(), "path": None}] * 2},
-             {"id": datasets.Value("string"), "question": datasets.Value("string"),
-              "answers": datasets.Sequence(datasets.Value("string")),
-              "image": datasets.Image()})
+    pq.write(
+        tmp_path / "mine" / "train-00000-of-00001.parquet",
+        {
+            "id": ["a", "b"],
+            "question": ["q1", "q2"],
+            "answers": [["x"], ["y"]],
+            "image": [{"bytes": pq.png(), "path": None}] * 2,
+        },
+        {
+            "id": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "answers": datasets.Sequence(datasets.Value("string")),
+            "image": datasets.Image(),
+        },
+    )
     samples = load("parquet:mine@train", "docvqa", tmp_path, tmp_path / "c")
-    assert [(s.id, s.reference) for s in samples] == [("a", {"answers": ["x"]}),
-                                                      ("b", {"answers": ["y"]})]
+    assert [(s.id, s.reference) for s in samples] == [
+        ("a", {"answers": ["x"]}),
+        ("b", {"answers": ["y"]}),
+    ]
 
 
 def test_missing_required_column_names_dataset_split_and_column(tmp_path: Path) -> None:
 
-    pq.write(tmp_path / "bad" / "data" / "test-00000-of-00001.parquet",
-             {"type": ["human_test"], "question": ["q"],
-              "image": [{"bytes": pq.png(), "path": None}]},
-             {"type": datasets.Value("string"), "question": datasets.Value("string"),
-              "image": datasets.Image()})
+    pq.write(
+        tmp_path / "bad" / "data" / "test-00000-of-00001.parquet",
+        {"type": ["human_test"], "question": ["q"], "image": [{"bytes": pq.png(), "path": None}]},
+        {
+            "type": datasets.Value("string"),
+            "question": datasets.Value("string"),
+            "image": datasets.Image(),
+        },
+    )
     with pytest.raises(ConfigError) as info:
         load("parquet:bad", "chartqa", tmp_path, tmp_path / "c", preset="chartqa_test")
     err = info.value
@@ -158,10 +202,14 @@ def test_split_that_does_not_exist_lists_the_splits(tmp_path: Path) -> None:
 
 def test_row_with_a_bad_reference_names_dataset_split_row_and_column(tmp_path: Path) -> None:
 
-    pq.write(tmp_path / "cord" / "data" / "test-00000-of-00001.parquet",
-             {"image": [{"bytes": pq.png(), "path": None}] * 2,
-              "ground_truth": [json.dumps({"gt_parse": {"menu": []}}), "{not json"]},
-             {"image": datasets.Image(), "ground_truth": datasets.Value("string")})
+    pq.write(
+        tmp_path / "cord" / "data" / "test-00000-of-00001.parquet",
+        {
+            "image": [{"bytes": pq.png(), "path": None}] * 2,
+            "ground_truth": [json.dumps({"gt_parse": {"menu": []}}), "{not json"],
+        },
+        {"image": datasets.Image(), "ground_truth": datasets.Value("string")},
+    )
     with pytest.raises(ConfigError) as info:
         load("parquet:cord", "kie", tmp_path, tmp_path / "c", preset="cord_kie")
     assert info.value.column == "ground_truth"
@@ -193,7 +241,8 @@ def test_image_error_reaches_the_runner_as_a_sample_error(tmp_path: Path) -> Non
 
 
 def test_offline_hub_dataset_not_in_cache_is_a_clear_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
@@ -210,17 +259,21 @@ def test_offline_hub_dataset_not_in_cache_is_a_clear_error(
 
 def test_hub_source_spec_parsing(tmp_path: Path) -> None:
     assert parse_source("hf:lmms-lab/DocVQA:DocVQA@validation#abc123", tmp_path) == DataSource(
-        "hf", "lmms-lab/DocVQA", "DocVQA", "validation", "abc123")
+        "hf", "lmms-lab/DocVQA", "DocVQA", "validation", "abc123"
+    )
     assert parse_source("hf:echo840/OCRBench@test", tmp_path) == DataSource(
-        "hf", "echo840/OCRBench", None, "test", None)
+        "hf", "echo840/OCRBench", None, "test", None
+    )
     assert parse_source("parquet:copy@validation", tmp_path) == DataSource(
-        "parquet", str(tmp_path / "copy"), None, "validation")
+        "parquet", str(tmp_path / "copy"), None, "validation"
+    )
     with pytest.raises(ConfigError, match="hf:<repo>"):
         parse_source("hf:lmms-lab/DocVQA", tmp_path)  # no split
 
 
-def test_missing_datasets_library_says_how_to_install(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_missing_datasets_library_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails

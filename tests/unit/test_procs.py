@@ -49,8 +49,11 @@ core.wait()
 
 
 def _tree(with_worker: bool) -> Iterator[tuple[int, int, int]]:
-    proc = subprocess.Popen([sys.executable, "-c", TREE, NAMED, ENGINE_CORE_NAME,
-                             "1" if with_worker else "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TREE, NAMED, ENGINE_CORE_NAME, "1" if with_worker else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         core, worker = (int(x) for x in proc.stdout.readline().split())
@@ -74,8 +77,7 @@ def server_tree_with_worker() -> Iterator[tuple[int, int, int]]:
 
 
 def _niceness(pid: int) -> list[int]:
-    return [os.getpriority(os.PRIO_PROCESS, int(tid))
-            for tid in os.listdir(f"/proc/{pid}/task")]
+    return [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")]
 
 
 def test_descendants_and_names(server_tree_with_worker: tuple[int, int, int]) -> None:
@@ -100,7 +102,8 @@ def test_lower_priority_and_pin_set_every_thread(server_tree: tuple[int, int, in
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_vllm_moves_its_engine_core_onto_the_workers_cpus(
-        server_tree_with_worker: tuple[int, int, int]) -> None:
+    server_tree_with_worker: tuple[int, int, int],
+) -> None:
     parent, core, _ = server_tree_with_worker
     everything = os.sched_getaffinity(0)
     assert VLLMBackend().after_ready(parent, gpu=True) == []  # GPU build: left alone
@@ -113,7 +116,8 @@ def test_vllm_moves_its_engine_core_onto_the_workers_cpus(
 
 
 def test_vllm_lowers_its_engine_core_without_a_bound_worker(
-        server_tree: tuple[int, int, int]) -> None:
+    server_tree: tuple[int, int, int],
+) -> None:
     parent, core, _ = server_tree
     base = os.getpriority(os.PRIO_PROCESS, 0)  # what the test's processes inherit
     lines = VLLMBackend().after_ready(parent, gpu=False)
@@ -125,13 +129,17 @@ def test_vllm_lowers_its_engine_core_without_a_bound_worker(
 
 def test_mean_batch_is_generation_tokens_per_engine_step() -> None:
     watch = ServerWatch(VLLMBackend.server_metrics)
-    watch.before = {"vllm:generation_tokens_total": 100.0,
-                    "vllm:iteration_tokens_total_count": 40.0}
-    watch.after = {"vllm:generation_tokens_total": 100.0 + 8 * 1000,
-                   "vllm:iteration_tokens_total_count": 40.0 + 1000 + 8}
+    watch.before = {
+        "vllm:generation_tokens_total": 100.0,
+        "vllm:iteration_tokens_total_count": 40.0,
+    }
+    watch.after = {
+        "vllm:generation_tokens_total": 100.0 + 8 * 1000,
+        "vllm:iteration_tokens_total_count": 40.0 + 1000 + 8,
+    }
     summary = watch.summary()
     assert summary["server_generation_tokens"] == 8000
     assert summary["server_mean_batch"] == pytest.approx(8000 / 1008)
     assert "server_max_running" not in summary  # the gauge was never read
-    watch.observe("vllm:num_requests_running{engine=\"0\"} 7.0\n")
+    watch.observe('vllm:num_requests_running{engine="0"} 7.0\n')
     assert watch.summary()["server_max_running"] == 7.0

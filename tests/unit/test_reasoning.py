@@ -9,22 +9,40 @@ from hypothesis import strategies as st
 from pytest_vlmhb.reasoning import remove_reasoning
 from tests.unit.reference_impls import reference_strip_reasoning
 
-PIECES = ["<think>", "</think>", "<analysis>", "</analysis>", "<THINK>", "Paris", " ", "\n",
-          "\t", "42%", "é", "<think", "think>", "\u2028", "\u00a0"]
+PIECES = [
+    "<think>",
+    "</think>",
+    "<analysis>",
+    "</analysis>",
+    "<THINK>",
+    "Paris",
+    " ",
+    "\n",
+    "\t",
+    "42%",
+    "é",
+    "<think",
+    "think>",
+    "\u2028",
+    "\u00a0",
+]
 
 
-@pytest.mark.parametrize(("raw", "scored"), [
-    ("<think>x</think>Paris", "Paris"),
-    ("  <think>\nlong\nthought\n</think>\n\nParis \n", "Paris"),
-    ("reasoning pre-filled by the template</think> Paris", "Paris"),
-    ("a</think>b</think>Paris", "Paris"),
-    ("<think>unclosed Paris", "<think>unclosed Paris"),
-    ("<THINK>x</THINK>Paris", "<THINK>x</THINK>Paris"),
-    ("<think>a</think>Par<think>b</think>is", "Paris"),
-    ("<analysis>a</analysis><think>b</think>Paris", "Paris"),
-    ("Paris", "Paris"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "scored"),
+    [
+        ("<think>x</think>Paris", "Paris"),
+        ("  <think>\nlong\nthought\n</think>\n\nParis \n", "Paris"),
+        ("reasoning pre-filled by the template</think> Paris", "Paris"),
+        ("a</think>b</think>Paris", "Paris"),
+        ("<think>unclosed Paris", "<think>unclosed Paris"),
+        ("<THINK>x</THINK>Paris", "<THINK>x</THINK>Paris"),
+        ("<think>a</think>Par<think>b</think>is", "Paris"),
+        ("<analysis>a</analysis><think>b</think>Paris", "Paris"),
+        ("Paris", "Paris"),
+        ("", ""),
+    ],
+)
 def test_chosen_answers(raw: str, scored: str) -> None:
     assert remove_reasoning(raw) == scored == reference_strip_reasoning(raw)
 

@@ -423,7 +423,8 @@ def test_a_restart_that_fails_gives_up(tmp_path: Path, loop: LoopThread) -> None
         assert type(error) is ServerError
         assert str(error).startswith("the server exited with code 137 during case c")
         assert "restarting it failed: server m@openai@external failed to start: port in use" in (
-            str(error))
+            str(error)
+        )
     assert run.restarts == 0  # none succeeded (metrics.csv server_restarts)
 
 

@@ -23,7 +23,7 @@ from pytest_vlmhb.backends.sglang import SGLangBackend
 from pytest_vlmhb.errors import ServerError
 from pytest_vlmhb.launchers.local import free_port, stop_process, wait_healthy
 
-FAKE = textwrap.dedent('''
+FAKE = textwrap.dedent("""
     import argparse, http.server, time
     parser = argparse.ArgumentParser(prog="sglang.launch_server")
     for flag in ("--model-path", "--served-model-name", "--host"):
@@ -41,19 +41,37 @@ FAKE = textwrap.dedent('''
             self.end_headers()
 
     http.server.HTTPServer((args.host, args.port), Handler).serve_forever()
-''')
+""")
 
 
 def _request(port: int, *extra: str) -> ServeRequest:
-    return ServeRequest(python=sys.executable, model="/model", served_name="tiny",
-                        host="127.0.0.1", port=port, server_args=extra)
+    return ServeRequest(
+        python=sys.executable,
+        model="/model",
+        served_name="tiny",
+        host="127.0.0.1",
+        port=port,
+        server_args=extra,
+    )
 
 
 def test_command_is_an_argv_list_with_server_args_last() -> None:
     cmd = SGLangBackend().command(_request(30000, "--mem-fraction-static", "0.8"))
-    assert cmd == [sys.executable, "-m", "sglang.launch_server", "--model-path", "/model",
-                   "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", "30000",
-                   "--mem-fraction-static", "0.8"]
+    assert cmd == [
+        sys.executable,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        "/model",
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "30000",
+        "--mem-fraction-static",
+        "0.8",
+    ]
     # a CSV value is one argv word, never shell syntax
     hostile = SGLangBackend().command(_request(1, "--x", "a; rm -rf /"))
     assert hostile[-1] == "a; rm -rf /"
@@ -75,18 +93,19 @@ def fake_sglang(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tmp_path)}
 
 
-def _start(env: dict[str, str], log: Path, *extra: str
-           ) -> tuple[subprocess.Popen[bytes], str]:
+def _start(env: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     cmd = SGLangBackend().command(_request(free_port(), *extra))
     port = cmd[cmd.index("--port") + 1]
     with log.open("ab") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     return proc, f"http://127.0.0.1:{port}/health"
 
 
 def test_readiness_waits_through_503_until_health_answers(
-        fake_sglang: dict[str, str], tmp_path: Path) -> None:
+    fake_sglang: dict[str, str], tmp_path: Path
+) -> None:
     log = tmp_path / "sglang.log"
     proc, url = _start(fake_sglang, log, "--mem-fraction-static", "0.8")
     try:
@@ -99,11 +118,15 @@ def test_readiness_waits_through_503_until_health_answers(
 
 
 def test_a_bad_server_arg_fails_at_once_with_exit_code_and_log(
-        fake_sglang: dict[str, str], tmp_path: Path) -> None:
+    fake_sglang: dict[str, str], tmp_path: Path
+) -> None:
     log = tmp_path / "sglang.log"
     proc, url = _start(fake_sglang, log, "--no-such-flag")
     start = time.monotonic()
-    with pytest.raises(ServerError, match=r"(?s)exited with code 2 during startup.*"
-                                          r"unrecognized arguments: --no-such-flag"):
+    with pytest.raises(
+        ServerError,
+        match=r"(?s)exited with code 2 during startup.*"
+        r"unrecognized arguments: --no-such-flag",
+    ):
         wait_healthy(url, proc, log, 600, lambda _: None, "sglang server")
     assert time.monotonic() - start < 30

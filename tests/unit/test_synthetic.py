@@ -27,8 +27,11 @@ KINDS = ["invoice", "receipt", "form", "letter"]
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _rows(root: Path, task: str) -> list[dict[str, Any]]:
@@ -54,8 +57,21 @@ def test_byte_identical_across_runs_and_processes(tmp_path: Path) -> None:
     generate_synthetic_docs(tmp_path / "a", n_per_type=6, seed=3)
     generate_synthetic_docs(tmp_path / "b", n_per_type=6, seed=3)
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "pytest_vlmhb.tasks.synthetic", str(tmp_path / "c"),
-                    "--n", "6", "--seed", "3"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_vlmhb.tasks.synthetic",
+            str(tmp_path / "c"),
+            "--n",
+            "6",
+            "--seed",
+            "3",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     files = _files(tmp_path / "a")
     assert len([f for f in files if f.endswith(".png")]) > 0
     assert files == _files(tmp_path / "b") == _files(tmp_path / "c")

@@ -46,6 +46,7 @@ def _fifo(name: str) -> Callable[[Path], None]:
     def make(root: Path) -> None:
         (root / name).unlink(missing_ok=True)
         os.mkfifo(root / name)
+
     return make
 
 
@@ -55,30 +56,65 @@ CASES: dict[str, Bad] = {
     "case-id-minus": Bad(_cfg("id", "-2+3"), expect=("*user_config.csv:2: column 'id':*",)),
     "case-id-at": Bad(_cfg("id", "@SUM(A1)"), expect=("*user_config.csv:2: column 'id':*",)),
     "case-id-equals": Bad(_cfg("id", "=1+1"), expect=("*user_config.csv:2: column 'id':*",)),
-    "model-name-minus": Bad({"models.csv": "name,source,endpoint\n-m,x,http://127.0.0.1:9/v1\n"},
-                            expect=("*models.csv:2: column 'name':*",)),
-    "task-name-at": Bad({"tasks.csv": "name,type,data\n@t,docvqa,data/m.jsonl\n"},
-                        expect=("*tasks.csv:2: column 'name':*",)),
-    **{f"sample-id-{name}": Bad({"data/m.jsonl": json.dumps(
-        {"id": sid, "image": "a.png", "question": "Q?", "answers": ["x"]}) + "\n"},
-        expect=("*m.jsonl:1: column 'id':*may not start with*",))
-       for name, sid in [("plus", "+1"), ("minus", "-a"), ("at", "@x")]},
+    "model-name-minus": Bad(
+        {"models.csv": "name,source,endpoint\n-m,x,http://127.0.0.1:9/v1\n"},
+        expect=("*models.csv:2: column 'name':*",),
+    ),
+    "task-name-at": Bad(
+        {"tasks.csv": "name,type,data\n@t,docvqa,data/m.jsonl\n"},
+        expect=("*tasks.csv:2: column 'name':*",),
+    ),
+    **{
+        f"sample-id-{name}": Bad(
+            {
+                "data/m.jsonl": json.dumps(
+                    {"id": sid, "image": "a.png", "question": "Q?", "answers": ["x"]}
+                )
+                + "\n"
+            },
+            expect=("*m.jsonl:1: column 'id':*may not start with*",),
+        )
+        for name, sid in [("plus", "+1"), ("minus", "-a"), ("at", "@x")]
+    },
     # 2. a key too short to mask
-    "api-key-short": Bad({"models.csv": "name,source,endpoint,api_key_env\n"
-                                        "m,x,http://127.0.0.1:9/v1,VLMHB_TEST_SHORT_KEY\n"},
-                         expect=("*models.csv:2: column 'api_key_env':*VLMHB_TEST_SHORT_KEY*8*",)),
+    "api-key-short": Bad(
+        {
+            "models.csv": "name,source,endpoint,api_key_env\n"
+            "m,x,http://127.0.0.1:9/v1,VLMHB_TEST_SHORT_KEY\n"
+        },
+        expect=("*models.csv:2: column 'api_key_env':*VLMHB_TEST_SHORT_KEY*8*",),
+    ),
     # 4. non-finite and out-of-range numbers in CSV cells
-    **{f"threshold-{name}": Bad(_cfg("min_anls", value),
-                                expect=("*user_config.csv:2: column 'min_anls':*",))
-       for name, value in [("nan", "nan"), ("inf", "inf"), ("minus-inf", "-inf"),
-                           ("negative", "-0.5"), ("overflow", "1e999"), ("text", "high"),
-                           ("NaN-caps", "NaN")]},
-    "max-threshold-nan": Bad(_cfg("max_ttft_p95_ms", "nan"),
-                             expect=("*column 'max_ttft_p95_ms':*",)),
-    **{f"timeout-{name}": Bad(_cfg("request_timeout", value),
-                              expect=("*user_config.csv:2: column 'request_timeout':*",))
-       for name, value in [("zero", "0"), ("nan", "nan"), ("inf", "inf"), ("negative", "-1"),
-                           ("huge", "1e12")]},
+    **{
+        f"threshold-{name}": Bad(
+            _cfg("min_anls", value), expect=("*user_config.csv:2: column 'min_anls':*",)
+        )
+        for name, value in [
+            ("nan", "nan"),
+            ("inf", "inf"),
+            ("minus-inf", "-inf"),
+            ("negative", "-0.5"),
+            ("overflow", "1e999"),
+            ("text", "high"),
+            ("NaN-caps", "NaN"),
+        ]
+    },
+    "max-threshold-nan": Bad(
+        _cfg("max_ttft_p95_ms", "nan"), expect=("*column 'max_ttft_p95_ms':*",)
+    ),
+    **{
+        f"timeout-{name}": Bad(
+            _cfg("request_timeout", value),
+            expect=("*user_config.csv:2: column 'request_timeout':*",),
+        )
+        for name, value in [
+            ("zero", "0"),
+            ("nan", "nan"),
+            ("inf", "inf"),
+            ("negative", "-1"),
+            ("huge", "1e12"),
+        ]
+    },
     "temperature-nan": Bad(_cfg("temperature", "nan"), expect=("*column 'temperature':*",)),
     "temperature-inf": Bad(_cfg("temperature", "inf"), expect=("*column 'temperature':*",)),
     "concurrency-zero": Bad(_cfg("concurrency", "0"), expect=("*column 'concurrency':*",)),
@@ -88,89 +124,133 @@ CASES: dict[str, Bad] = {
     "limit-negative": Bad(_cfg("limit", "-3"), expect=("*column 'limit':*",)),
     "max-tokens-zero": Bad(_cfg("max_tokens", "0"), expect=("*column 'max_tokens':*",)),
     # 8. reserved request fields
-    **{f"request-params-{key}": Bad(_cfg("request_params", _quoted(json.dumps({key: 1}))),
-                                    expect=(f"*column 'request_params':*may not set {key}*",))
-       for key in ("model", "messages", "stream", "stream_options", "n", "return_token_ids",
-                   "max_tokens", "max_completion_tokens", "temperature")},
-    "request-params-nan": Bad(_cfg("request_params", '"{""top_p"": NaN}"'),
-                              expect=("*column 'request_params':*finite*",)),
+    **{
+        f"request-params-{key}": Bad(
+            _cfg("request_params", _quoted(json.dumps({key: 1}))),
+            expect=(f"*column 'request_params':*may not set {key}*",),
+        )
+        for key in (
+            "model",
+            "messages",
+            "stream",
+            "stream_options",
+            "n",
+            "return_token_ids",
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+        )
+    },
+    "request-params-nan": Bad(
+        _cfg("request_params", '"{""top_p"": NaN}"'), expect=("*column 'request_params':*finite*",)
+    ),
     # 9. prompt templates
-    "template-attribute": Bad({"tasks.csv": "name,type,data,prompt\n"
-                                            "vqa,docvqa,data/m.jsonl,{question.__class__}\n"},
-                              expect=("*tasks.csv:2: column 'prompt':*",)),
-    "template-index": Bad({"tasks.csv": "name,type,data,prompt\n"
-                                        "vqa,docvqa,data/m.jsonl,{question[0]}\n"},
-                          expect=("*tasks.csv:2: column 'prompt':*",)),
+    "template-attribute": Bad(
+        {"tasks.csv": "name,type,data,prompt\nvqa,docvqa,data/m.jsonl,{question.__class__}\n"},
+        expect=("*tasks.csv:2: column 'prompt':*",),
+    ),
+    "template-index": Bad(
+        {"tasks.csv": "name,type,data,prompt\nvqa,docvqa,data/m.jsonl,{question[0]}\n"},
+        expect=("*tasks.csv:2: column 'prompt':*",),
+    ),
     # 14. found late before: endpoint without host, missing model dir, bad baseline
-    "endpoint-no-host": Bad({"models.csv": "name,source,endpoint\nm,x,http://\n"},
-                            expect=("*models.csv:2: column 'endpoint':*host*",)),
-    "endpoint-port-only": Bad({"models.csv": "name,source,endpoint\nm,x,http://:8000/v1\n"},
-                              expect=("*models.csv:2: column 'endpoint':*host*",)),
-    "endpoint-bad-port": Bad({"models.csv": "name,source,endpoint\nm,x,http://h:70000/v1\n"},
-                             expect=("*models.csv:2: column 'endpoint':*port*",)),
-    "model-dir-missing": Bad({"models.csv": "name,source\nm,./no-such-model\n",
-                              "user_config.csv": "model,task,backend,launcher\n"
-                                                 "m,vqa,hf,local\n"},
-                             expect=("*models.csv:2: column 'source':*does not exist*",)),
-    "builtin-unknown": Bad({"models.csv": "name,source\nm,builtin:huge\n",
-                            "user_config.csv": "model,task,backend,launcher\nm,vqa,hf,local\n"},
-                           expect=("*models.csv:2: column 'source':*unknown built-in*",)),
-    **{f"baseline-{name}": Bad({"base.csv": text}, args=("--vlmhb-baseline=base.csv",),
-                               expect=(f"*base.csv{where}*",))
-       for name, text, where in [
-           ("empty", "", ":1: empty file*"),
-           ("header-only", "case_id,anls\n", ":2: no case rows*"),
-           ("no-case-id", "model,anls\nm,0.5\n", ":1: column 'case_id'*"),
-           ("nan-cell", "case_id,anls\nm:vqa:openai,nan\n", ":2: column 'anls': *finite*"),
-           ("inf-cell", "case_id,ttft_p50_ms\nm:vqa:openai,inf\n",
-            ":2: column 'ttft_p50_ms': *finite*"),
-           ("text-cell", "case_id,anls\nm:vqa:openai,good\n", ":2: column 'anls': *number*"),
-           ("garbled", "\x00\x01\x02binary\n", ":1: column 'case_id'*"),
-           ("ragged", "case_id,anls\nm:vqa:openai,0.5,7\n", ":2: 3 fields*"),
-           ("duplicate", "case_id,anls\nc,0.5\nc,0.6\n", ":3: column 'case_id': duplicate*"),
-           ("not-utf8", "case_id,anls\n\xff\xfe,1\n", "*"),
-       ]},
-    "baseline-directory": Bad(args=("--vlmhb-baseline=data",),
-                              expect=("*--vlmhb-baseline:*is a directory*",)),
-    "baseline-fifo": Bad(args=("--vlmhb-baseline=fifo.csv",), setup=_fifo("fifo.csv"),
-                         expect=("*fifo.csv: is not a regular file*",)),
+    "endpoint-no-host": Bad(
+        {"models.csv": "name,source,endpoint\nm,x,http://\n"},
+        expect=("*models.csv:2: column 'endpoint':*host*",),
+    ),
+    "endpoint-port-only": Bad(
+        {"models.csv": "name,source,endpoint\nm,x,http://:8000/v1\n"},
+        expect=("*models.csv:2: column 'endpoint':*host*",),
+    ),
+    "endpoint-bad-port": Bad(
+        {"models.csv": "name,source,endpoint\nm,x,http://h:70000/v1\n"},
+        expect=("*models.csv:2: column 'endpoint':*port*",),
+    ),
+    "model-dir-missing": Bad(
+        {
+            "models.csv": "name,source\nm,./no-such-model\n",
+            "user_config.csv": "model,task,backend,launcher\nm,vqa,hf,local\n",
+        },
+        expect=("*models.csv:2: column 'source':*does not exist*",),
+    ),
+    "builtin-unknown": Bad(
+        {
+            "models.csv": "name,source\nm,builtin:huge\n",
+            "user_config.csv": "model,task,backend,launcher\nm,vqa,hf,local\n",
+        },
+        expect=("*models.csv:2: column 'source':*unknown built-in*",),
+    ),
+    **{
+        f"baseline-{name}": Bad(
+            {"base.csv": text}, args=("--vlmhb-baseline=base.csv",), expect=(f"*base.csv{where}*",)
+        )
+        for name, text, where in [
+            ("empty", "", ":1: empty file*"),
+            ("header-only", "case_id,anls\n", ":2: no case rows*"),
+            ("no-case-id", "model,anls\nm,0.5\n", ":1: column 'case_id'*"),
+            ("nan-cell", "case_id,anls\nm:vqa:openai,nan\n", ":2: column 'anls': *finite*"),
+            (
+                "inf-cell",
+                "case_id,ttft_p50_ms\nm:vqa:openai,inf\n",
+                ":2: column 'ttft_p50_ms': *finite*",
+            ),
+            ("text-cell", "case_id,anls\nm:vqa:openai,good\n", ":2: column 'anls': *number*"),
+            ("garbled", "\x00\x01\x02binary\n", ":1: column 'case_id'*"),
+            ("ragged", "case_id,anls\nm:vqa:openai,0.5,7\n", ":2: 3 fields*"),
+            ("duplicate", "case_id,anls\nc,0.5\nc,0.6\n", ":3: column 'case_id': duplicate*"),
+            ("not-utf8", "case_id,anls\n\xff\xfe,1\n", "*"),
+        ]
+    },
+    "baseline-directory": Bad(
+        args=("--vlmhb-baseline=data",), expect=("*--vlmhb-baseline:*is a directory*",)
+    ),
+    "baseline-fifo": Bad(
+        args=("--vlmhb-baseline=fifo.csv",),
+        setup=_fifo("fifo.csv"),
+        expect=("*fifo.csv: is not a regular file*",),
+    ),
     # 18. every option given a bad value
-    **{f"option-{name}": Bad(args=(arg,), expect=(f"*{arg.split('=')[0]}*",))
-       for name, arg in [
-           ("limit-zero", "--vlmhb-limit=0"), ("limit-text", "--vlmhb-limit=many"),
-           ("limit-float", "--vlmhb-limit=1.5"),
-           ("request-timeout-zero", "--vlmhb-request-timeout=0"),
-           ("request-timeout-nan", "--vlmhb-request-timeout=nan"),
-           ("request-timeout-inf", "--vlmhb-request-timeout=inf"),
-           ("startup-timeout-negative", "--vlmhb-startup-timeout=-5"),
-           ("startup-timeout-text", "--vlmhb-startup-timeout=soon"),
-           ("gpus-per-worker-zero", "--vlmhb-gpus-per-worker=0"),
-           ("max-score-drop-nan", "--vlmhb-max-score-drop=nan"),
-           ("max-score-drop-negative", "--vlmhb-max-score-drop=-0.1"),
-           ("max-latency-increase-nan", "--vlmhb-max-latency-increase=nan%"),
-           ("max-latency-increase-negative", "--vlmhb-max-latency-increase=-5%"),
-           ("max-latency-increase-text", "--vlmhb-max-latency-increase=lots"),
-           ("config-directory", "--vlmhb-config=data"),
-           ("models-directory", "--vlmhb-models=data"),
-           ("tasks-directory", "--vlmhb-tasks=data"),
-           ("output-is-a-file", "--vlmhb-output=models.csv"),
-           ("output-under-a-file", "--vlmhb-output=models.csv/out"),
-           ("cache-is-a-file", "--vlmhb-cache=models.csv"),
-           ("config-empty", "--vlmhb-config="),
-       ]},
+    **{
+        f"option-{name}": Bad(args=(arg,), expect=(f"*{arg.split('=')[0]}*",))
+        for name, arg in [
+            ("limit-zero", "--vlmhb-limit=0"),
+            ("limit-text", "--vlmhb-limit=many"),
+            ("limit-float", "--vlmhb-limit=1.5"),
+            ("request-timeout-zero", "--vlmhb-request-timeout=0"),
+            ("request-timeout-nan", "--vlmhb-request-timeout=nan"),
+            ("request-timeout-inf", "--vlmhb-request-timeout=inf"),
+            ("startup-timeout-negative", "--vlmhb-startup-timeout=-5"),
+            ("startup-timeout-text", "--vlmhb-startup-timeout=soon"),
+            ("gpus-per-worker-zero", "--vlmhb-gpus-per-worker=0"),
+            ("max-score-drop-nan", "--vlmhb-max-score-drop=nan"),
+            ("max-score-drop-negative", "--vlmhb-max-score-drop=-0.1"),
+            ("max-latency-increase-nan", "--vlmhb-max-latency-increase=nan%"),
+            ("max-latency-increase-negative", "--vlmhb-max-latency-increase=-5%"),
+            ("max-latency-increase-text", "--vlmhb-max-latency-increase=lots"),
+            ("config-directory", "--vlmhb-config=data"),
+            ("models-directory", "--vlmhb-models=data"),
+            ("tasks-directory", "--vlmhb-tasks=data"),
+            ("output-is-a-file", "--vlmhb-output=models.csv"),
+            ("output-under-a-file", "--vlmhb-output=models.csv/out"),
+            ("cache-is-a-file", "--vlmhb-cache=models.csv"),
+            ("config-empty", "--vlmhb-config="),
+        ]
+    },
 }
 
 
 def _suite(root: Path) -> None:
     (root / "data").mkdir()
     (root / "data" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    (root / "data" / "m.jsonl").write_text(json.dumps(
-        {"id": "a", "image": "a.png", "question": "Q?", "answers": ["x"]}) + "\n")
+    (root / "data" / "m.jsonl").write_text(
+        json.dumps({"id": "a", "image": "a.png", "question": "Q?", "answers": ["x"]}) + "\n"
+    )
     (root / "models.csv").write_text(GOOD_MODELS)
     (root / "tasks.csv").write_text(GOOD_TASKS)
     (root / "user_config.csv").write_text(GOOD_CONFIG)
-    (root / "test_suite.py").write_text("def test_sample(vlmhb_sample):\n"
-                                        "    vlmhb_sample.check()\n")
+    (root / "test_suite.py").write_text(
+        "def test_sample(vlmhb_sample):\n    vlmhb_sample.check()\n"
+    )
     (root / "vlmhb-results" / "results").mkdir(parents=True)
     (root / "vlmhb-results" / "results" / "samples-main.jsonl").write_text(PREVIOUS)
     (root / "vlmhb-results" / "answers.csv").write_text("previous answers\n")
@@ -178,17 +258,22 @@ def _suite(root: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_is_a_usage_error_that_keeps_earlier_results(
-        name: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    name: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = CASES[name]
     monkeypatch.setenv("VLMHB_TEST_SHORT_KEY", "abc1234")
     _suite(pytester.path)
     for file, text in bad.files.items():
-        (pytester.path / file).write_bytes(text.encode("utf-8", "surrogateescape")
-                                           if "\xff" not in text else text.encode("latin-1"))
+        (pytester.path / file).write_bytes(
+            text.encode("utf-8", "surrogateescape")
+            if "\xff" not in text
+            else text.encode("latin-1")
+        )
     if bad.setup is not None:
         bad.setup(pytester.path)
-    result = pytester.runpytest("--vlmhb-config=user_config.csv", "-p", "no:cacheprovider",
-                                *bad.args)
+    result = pytester.runpytest(
+        "--vlmhb-config=user_config.csv", "-p", "no:cacheprovider", *bad.args
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     result.stderr.fnmatch_lines(["ERROR: *"])
     result.stderr.fnmatch_lines(list(bad.expect))
@@ -206,14 +291,26 @@ def test_quoted_line_breaks_in_csv_cells_are_kept(pytester: pytest.Pytester) -> 
 
     _suite(pytester.path)
     (pytester.path / "tasks.csv").write_text(
-        'name,type,data,prompt\nvqa,docvqa,data/m.jsonl,"Look.\nQ: {question}\u2028\r\nA:"\n'
-        "\n", encoding="utf-8", newline="")
+        'name,type,data,prompt\nvqa,docvqa,data/m.jsonl,"Look.\nQ: {question}\u2028\r\nA:"\n\n',
+        encoding="utf-8",
+        newline="",
+    )
     (pytester.path / "user_config.csv").write_text(
-        'model,task,backend,request_params\nm,vqa,openai,"{""stop"": [""\\n""]}"\n')
+        'model,task,backend,request_params\nm,vqa,openai,"{""stop"": [""\\n""]}"\n'
+    )
     root = pytester.path
-    plan = load_plan(Settings(config=root / "user_config.csv", output=root / "o", limit=None,
-                              cache=root / "c", models=None, tasks=None, startup_timeout=1,
-                              request_timeout=1))
+    plan = load_plan(
+        Settings(
+            config=root / "user_config.csv",
+            output=root / "o",
+            limit=None,
+            cache=root / "c",
+            models=None,
+            tasks=None,
+            startup_timeout=1,
+            request_timeout=1,
+        )
+    )
     (case,) = plan.cases
     assert plan.samples[case.id][0].prompt == "Look.\nQ: Q?\u2028\r\nA:"
     assert case.request_params == {"stop": ["\n"]}
@@ -222,7 +319,8 @@ def test_quoted_line_breaks_in_csv_cells_are_kept(pytester: pytest.Pytester) -> 
 def test_error_line_of_a_multiline_row_is_where_it_starts(pytester: pytest.Pytester) -> None:
     _suite(pytester.path)
     (pytester.path / "user_config.csv").write_text(
-        'model,task,backend,request_params\nm,vqa,openai,"{""a"":\n1}"\nm,vqa,openai,"x\n"\n')
+        'model,task,backend,request_params\nm,vqa,openai,"{""a"":\n1}"\nm,vqa,openai,"x\n"\n'
+    )
     result = pytester.runpytest("--vlmhb-config=user_config.csv")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*user_config.csv:4: column 'request_params':*"])
@@ -230,8 +328,13 @@ def test_error_line_of_a_multiline_row_is_where_it_starts(pytester: pytest.Pytes
 
 def test_pytest_help_works_with_the_plugin_installed(tmp_path: Path) -> None:
     """argparse reads '%' in help texts as a format code: help must still render."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--vlmhb-max-latency-increase" in proc.stdout
     assert "10%" in proc.stdout
@@ -240,15 +343,23 @@ def test_pytest_help_works_with_the_plugin_installed(tmp_path: Path) -> None:
 def test_importing_the_plugin_imports_nothing_heavy() -> None:
     """Inactive, the plugin costs pytest only its own small modules (timed in
     benchmarks/perf/import_cost.py); it changes no environment variable."""
-    code = ("import os, sys; before = dict(os.environ); import pytest; mods = set(sys.modules);"
-            "import pytest_vlmhb.plugin; new = set(sys.modules) - mods;"
-            "print(sorted(m for m in new if not m.startswith('pytest_vlmhb')));"
-            "print(sorted(new)); print(dict(os.environ) == before)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)
+    code = (
+        "import os, sys; before = dict(os.environ); import pytest; mods = set(sys.modules);"
+        "import pytest_vlmhb.plugin; new = set(sys.modules) - mods;"
+        "print(sorted(m for m in new if not m.startswith('pytest_vlmhb')));"
+        "print(sorted(new)); print(dict(os.environ) == before)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     foreign, ours, same_env = proc.stdout.splitlines()
     assert foreign == "[]", foreign
-    heavy = {"pytest_vlmhb.config", "pytest_vlmhb.cases", "pytest_vlmhb.runner",
-             "pytest_vlmhb.client", "pytest_vlmhb.report"}
+    heavy = {
+        "pytest_vlmhb.config",
+        "pytest_vlmhb.cases",
+        "pytest_vlmhb.runner",
+        "pytest_vlmhb.client",
+        "pytest_vlmhb.report",
+    }
     assert not heavy & set(json.loads(ours.replace("'", '"')))
     assert same_env == "True"

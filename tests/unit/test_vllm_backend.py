@@ -10,13 +10,21 @@ from pytest_vlmhb.backends.base import ServeRequest
 
 
 def _request(gpu: bool | None) -> ServeRequest:
-    return ServeRequest(python="py", model="/model", served_name="m", host="0.0.0.0",
-                        port=8000, server_args=("--seed", "1"), gpu=gpu)
+    return ServeRequest(
+        python="py",
+        model="/model",
+        served_name="m",
+        host="0.0.0.0",
+        port=8000,
+        server_args=("--seed", "1"),
+        gpu=gpu,
+    )
 
 
 @pytest.mark.parametrize("host_has_gpu", [True, False])
 def test_a_cpu_server_gets_float32_and_a_kv_cache_size_on_any_host(
-        monkeypatch: pytest.MonkeyPatch, host_has_gpu: bool) -> None:
+    monkeypatch: pytest.MonkeyPatch, host_has_gpu: bool
+) -> None:
     monkeypatch.setattr(vllm, "has_nvidia_gpu", lambda: host_has_gpu)
     backend = vllm.VLLMBackend()
     argv = backend.command(_request(gpu=False))
@@ -29,8 +37,9 @@ def test_a_cpu_server_gets_float32_and_a_kv_cache_size_on_any_host(
 
 
 @pytest.mark.parametrize("host_has_gpu", [True, False])
-def test_unknown_placement_probes_the_host(monkeypatch: pytest.MonkeyPatch,
-                                           host_has_gpu: bool) -> None:
+def test_unknown_placement_probes_the_host(
+    monkeypatch: pytest.MonkeyPatch, host_has_gpu: bool
+) -> None:
     monkeypatch.setattr(vllm, "has_nvidia_gpu", lambda: host_has_gpu)
     argv = vllm.VLLMBackend().command(_request(gpu=None))
     assert argv[argv.index("--dtype") + 1] == ("auto" if host_has_gpu else "float32")
