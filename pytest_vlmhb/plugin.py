@@ -80,6 +80,26 @@ class _LoadGroupToWorkers:
         node.workerinput["vlmhb_loadgroup"] = True
 
 
+class _DockerStatusToWorkers:
+    """Hands each xdist worker the controller's Docker answer (see ``adopt_status``)."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        from .launchers.docker_daemon import probed_status
+
+        status = probed_status()  # pinged while the plan loaded, if any case needed it
+        if status is not None:
+            node.workerinput["vlmhb_docker_status"] = list(status)
+
+
+def _take_controller_answers(config: pytest.Config) -> None:
+    """In an xdist worker, before its plan loads: the controller's Docker answer."""
+    status = getattr(config, "workerinput", {}).get("vlmhb_docker_status")
+    if status is not None:
+        from .launchers.docker_daemon import adopt_status
+
+        adopt_status((bool(status[0]), str(status[1])))
+
+
 def _use_loadgroup(config: pytest.Config) -> None:
     """Under ``-n N``, distribute by xdist_group so each server starts once."""
     if not config.pluginmanager.hasplugin("xdist"):
@@ -90,6 +110,7 @@ def _use_loadgroup(config: pytest.Config) -> None:
         if workerinput.get("vlmhb_loadgroup"):
             config.option.loadgroup = True
         return
+    config.pluginmanager.register(_DockerStatusToWorkers(), "vlmhb-docker-status")
     dist = config.getoption("dist", "no")
     explicit = any(
         a == "--dist" or a.startswith(("--dist=", "-d")) for a in config.invocation_params.args
@@ -121,6 +142,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # --collect-only shows the plan and touches nothing: no lock, nothing set aside.
     takes_output = not _is_worker(config) and not config.option.collectonly
+    _take_controller_answers(config)
     try:
         plan, lock = prepare(config, settings, _progress(config), controller=takes_output)
     except ConfigError as exc:

@@ -93,8 +93,42 @@ def _client(timeout: int) -> docker.DockerClient:
     return DockerClient(timeout=timeout).client
 
 
+#: The xdist controller's answer, taken by a worker instead of its own ping.
+_adopted: tuple[bool, str] | None = None
+#: What this process's own ping answered (None: it has not pinged).
+_probed: tuple[bool, str] | None = None
+
+
+def adopt_status(status: tuple[bool, str]) -> None:
+    """Answer :func:`daemon_status` with the xdist controller's answer from now on.
+
+    A worker that pings on its own can get another answer than its controller
+    (the 5 s ping times out while the daemon is busy, e.g. building images):
+    ``launcher=auto`` would then pick another launcher there, hence other
+    xdist groups and node ids than its sibling's, and xdist aborts the run
+    ("Different tests were collected"); ``launcher=docker`` would fail that
+    worker's config check alone.
+    """
+    global _adopted
+    _adopted = (bool(status[0]), str(status[1]))
+
+
+def probed_status() -> tuple[bool, str] | None:
+    """What :func:`daemon_status` answered in this process (None: never asked)."""
+    return _probed
+
+
 def daemon_status() -> tuple[bool, str]:
-    """Whether a Docker daemon answers, and a sentence saying where or why not."""
+    """Whether a Docker daemon answers, and a sentence saying where or why not
+    (in an xdist worker: what the controller was told)."""
+    global _probed
+    if _adopted is not None:
+        return _adopted
+    _probed = _ping()
+    return _probed
+
+
+def _ping() -> tuple[bool, str]:
     try:
         import docker
 
