@@ -234,6 +234,11 @@ CASES: dict[str, Bad] = {
             ("output-under-a-file", "--vlmhb-output=models.csv/out"),
             ("cache-is-a-file", "--vlmhb-cache=models.csv"),
             ("config-empty", "--vlmhb-config="),
+            ("shard-zero", "--vlmhb-shard=0/4"),
+            ("shard-past-n", "--vlmhb-shard=5/4"),
+            ("shard-text", "--vlmhb-shard=a/b"),
+            ("launcher-unknown", "--vlmhb-launcher=bogus"),
+            ("merge-no-store", "--vlmhb-merge=data"),
         ]
     },
 }
