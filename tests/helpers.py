@@ -9,6 +9,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from pytest_vlmhb.config import Case, ModelSpec, TaskSpec
 from pytest_vlmhb.csvsafe import read_csv_dicts
 from pytest_vlmhb.records import make_record
 from pytest_vlmhb.report import RunResults
+from pytest_vlmhb.settings import Settings
 from pytest_vlmhb.store import record_key
 from pytest_vlmhb.tasks.manifest import Sample
 from tests.stub_openai import StubScript
@@ -61,6 +65,40 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """The suite in a real pytest subprocess (the plugin from its entry point)."""
     return pytester.runpytest_subprocess(
         "--vlmhb-config=user_config.csv", "-p", "no:cacheprovider", *args, timeout=1200
+    )
+
+
+def spawn_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
+    """The suite in a background pytest process (to signal or kill it mid-run)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--vlmhb-config=user_config.csv",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTEST_ADDOPTS": ""},
+    )
+
+
+def make_settings(root: Path) -> Settings:
+    """Settings for ``root/user_config.csv`` (output and cache under ``root``)."""
+    return Settings(
+        config=root / "user_config.csv",
+        output=root / "out",
+        limit=None,
+        cache=root / "cache",
+        models=None,
+        tasks=None,
+        startup_timeout=1,
+        request_timeout=1,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,20 +134,20 @@ def make_app(script: StubScript) -> web.Application:
 
 
 @contextmanager
-def running_stub(script: StubScript) -> Iterator[str]:
-    """Serve the stub on 127.0.0.1 in a background thread; yields its /v1 URL."""
+def serve_app(app: web.Application, on_stop: Callable[[], None] = lambda: None) -> Iterator[str]:
+    """Serve an aiohttp app on 127.0.0.1 in a background thread; yields its /v1 URL.
+    ``on_stop`` runs first when the block ends (e.g. to release held requests)."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, Any] = {}
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        runner = web.AppRunner(make_app(script))
+        runner = web.AppRunner(app)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())
         holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        holder["runner"] = runner
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -158,8 +158,16 @@ def running_stub(script: StubScript) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{holder['port']}/v1"
     finally:
-        script.release()  # held requests must not keep the server from stopping
+        on_stop()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         if not thread.is_alive():
             loop.close()
+
+
+@contextmanager
+def running_stub(script: StubScript) -> Iterator[str]:
+    """Serve the stub on 127.0.0.1 in a background thread; yields its /v1 URL."""
+    # Held requests must not keep the server from stopping.
+    with serve_app(make_app(script), on_stop=script.release) as url:
+        yield url

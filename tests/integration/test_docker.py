@@ -30,7 +30,7 @@ from pytest_vlmhb.launchers.docker_daemon import (
     sweep_orphans,
 )
 from pytest_vlmhb.launchers.docker_images import LOCAL_BASE, REGISTRY_BASE, image_id
-from tests.helpers import REPO, read_csv, run, setup_suite
+from tests.helpers import REPO, read_csv, run, setup_suite, spawn_run
 from tests.stub_openai import StubScript, running_stub
 
 
@@ -241,25 +241,6 @@ def test_key_via_env_port_on_loopback_model_read_only(
     assert SECRET not in result.stdout.str()
 
 
-def _spawn_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--vlmhb-config=user_config.csv",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTEST_ADDOPTS": ""},
-    )
-
-
 @pytest.mark.server
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_run_leaves_no_container(
@@ -271,7 +252,7 @@ def test_interrupted_run_leaves_no_container(
         "model,task,backend,launcher,concurrency,max_tokens\ntiny,vqa,hf,docker,1,64\n",
         tasks=tasks,
     )
-    proc = _spawn_run(pytester)
+    proc = spawn_run(pytester)
     try:
         assert _wait_for(lambda: bool(_ours(pytester)), 300), "no container started"
         # once answers arrive the run is mid-case

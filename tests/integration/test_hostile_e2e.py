@@ -11,12 +11,10 @@ but kept raw in the store.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from aiohttp import web
 
 from pytest_vlmhb.csvsafe import read_csv_dicts
 from tests.helpers import run, setup_suite
+from tests.stub_openai import serve_app
 
 SECRET = "sk-hostile-0123456789abcdef"
 Send = Callable[[bytes], Awaitable[None]]
@@ -136,32 +135,8 @@ def _app() -> web.Application:
     return app
 
 
-@contextmanager
-def hostile_server() -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        runner = web.AppRunner(_app())
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        holder["runner"] = runner
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{holder['port']}/v1"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+def hostile_server() -> AbstractContextManager[str]:
+    return serve_app(_app())
 
 
 def _manifest(root: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 from pytest_vlmhb.launchers.docker_daemon import owner_id
 from pytest_vlmhb.launchers.slurm import OWNER_PREFIX, job_state, sweep_orphans
 from pytest_vlmhb.store import load_case_info
-from tests.helpers import page_manifest, read_csv, run, setup_suite
+from tests.helpers import page_manifest, read_csv, run, setup_suite, spawn_run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -235,25 +235,6 @@ def test_job_ended_mid_case_fails_the_rest_at_once(pytester: pytest.Pytester) ->
     assert _queued(name) == []
 
 
-def _spawn_run(pytester: pytest.Pytester) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--vlmhb-config=user_config.csv",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTEST_ADDOPTS": ""},
-    )
-
-
 @pytest.mark.server
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_interrupted_run_leaves_no_job(pytester: pytest.Pytester, how: signal.Signals) -> None:
@@ -265,7 +246,7 @@ def test_interrupted_run_leaves_no_job(pytester: pytest.Pytester, how: signal.Si
         models=f"name,source,slurm_args\ntiny,builtin:tiny-idefics3,--job-name={name}\n",
         tasks="name,type,data\nvqa,docvqa,data/m.jsonl\n",
     )
-    proc = _spawn_run(pytester)
+    proc = spawn_run(pytester)
     try:
         assert _wait_for(lambda: bool(_queued(name)), 300), "no job submitted"
         show = ["scontrol", "show", "job", _queued(name)[0]]

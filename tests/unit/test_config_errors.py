@@ -10,6 +10,7 @@ import pytest
 from pytest_vlmhb.cases import load_plan
 from pytest_vlmhb.config import Settings
 from pytest_vlmhb.errors import ConfigError
+from tests.helpers import make_settings
 
 MODELS = "name,source,endpoint\nm1,builtin:tiny-idefics3,\next,remote-model,http://127.0.0.1:1/v1\n"
 TASKS = "name,type,data\nvqa,docvqa,data/vqa.jsonl\n"
@@ -36,16 +37,7 @@ def write_suite(
     (root / "user_config.csv").write_text(config)
     (root / "models.csv").write_text(models)
     (root / "tasks.csv").write_text(tasks)
-    return Settings(
-        config=root / "user_config.csv",
-        output=root / "out",
-        limit=None,
-        cache=root / "cache",
-        models=None,
-        tasks=None,
-        startup_timeout=1,
-        request_timeout=1,
-    )
+    return make_settings(root)
 
 
 def error_of(settings: Settings) -> ConfigError:

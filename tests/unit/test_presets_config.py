@@ -21,6 +21,7 @@ from pytest_vlmhb.reference_scores import (
 )
 from pytest_vlmhb.report import _table
 from tests import preset_parquet as pq
+from tests.helpers import make_settings
 
 MODELS = (
     "name,source\nsmol,HuggingFaceTB/SmolVLM-256M-Instruct\n"
@@ -35,16 +36,7 @@ def settings(root: Path, config: str, tasks: str | None = None) -> Settings:
     (root / "models.csv").write_text(MODELS.replace("/models/", f"{root}/models/"))
     if tasks is not None:
         (root / "tasks.csv").write_text(tasks)
-    return Settings(
-        config=root / "user_config.csv",
-        output=root / "out",
-        limit=None,
-        cache=root / "cache",
-        models=None,
-        tasks=None,
-        startup_timeout=1,
-        request_timeout=1,
-    )
+    return make_settings(root)
 
 
 def test_preset_names_are_tasks_without_a_tasks_csv(tmp_path: Path) -> None:

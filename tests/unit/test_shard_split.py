@@ -28,7 +28,7 @@ from pytest_vlmhb.shard import (
 )
 from pytest_vlmhb.store import ResultStore, StoreContents, load_store
 from pytest_vlmhb.tasks.sources import synthetic_docs_dir
-from tests.helpers import SUITE, make_case
+from tests.helpers import SUITE, make_case, make_settings
 
 # ------------------------------------------------------------------ the option
 
@@ -188,16 +188,7 @@ def _suite(root: Path, *, tasks: str | None = None, lines: int = 3) -> Settings:
         tasks or "name,type,data\nown,docvqa,data/m.jsonl\nother,docvqa,builtin:synthetic-docs\n"
     )
     (root / "user_config.csv").write_text("model,task,backend\nm1,own,openai\nm2,other,openai\n")
-    return Settings(
-        config=root / "user_config.csv",
-        output=root / "out",
-        limit=None,
-        cache=root / "cache",
-        models=None,
-        tasks=None,
-        startup_timeout=1,
-        request_timeout=1,
-    )
+    return make_settings(root)
 
 
 def test_a_shard_resolves_only_its_own_manifests(tmp_path: Path) -> None:
