@@ -5,7 +5,6 @@ Resolved once per process (the answer is cached) and announced in one line.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -41,12 +40,12 @@ def choose(docker_status: tuple[bool, str]) -> AutoChoice:
 
 @cache
 def resolve() -> AutoChoice:
-    """The choice of this process; announced once (by the controller, not by xdist
-    workers, which resolve the same way)."""
-    from .docker_daemon import daemon_status
+    """The choice of this process; announced once (by the process that pinged, not
+    by xdist workers, which take their controller's answer)."""
+    from .docker_daemon import adopted_status, daemon_status
 
     choice = choose(daemon_status())
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    if adopted_status() is None:
         print(f"[vlmhb] {choice.line}", file=sys.stderr, flush=True)
     return choice
 

@@ -113,6 +113,11 @@ def adopt_status(status: tuple[bool, str]) -> None:
     _adopted = (bool(status[0]), str(status[1]))
 
 
+def adopted_status() -> tuple[bool, str] | None:
+    """The controller's answer this worker took (None: not an xdist worker, or none)."""
+    return _adopted
+
+
 def probed_status() -> tuple[bool, str] | None:
     """What :func:`daemon_status` answered in this process (None: never asked)."""
     return _probed
