@@ -1,4 +1,4 @@
-"""Entry-point registries: tasks, metrics, backends, launchers and dataset presets.
+"""Entry-point registries: tasks, metrics, backends, launchers, dataset presets, recipes.
 
 The core knows none of them by name; built-ins are registered in this
 package's own pyproject.toml exactly like a third-party plugin would.
@@ -17,6 +17,7 @@ METRICS = "vlmhb.metrics"
 BACKENDS = "vlmhb.backends"
 LAUNCHERS = "vlmhb.launchers"
 PRESETS = "vlmhb.presets"
+RECIPES = "vlmhb.recipes"  # objects, not classes: see pytest_vlmhb/recipes/
 
 
 @cache
