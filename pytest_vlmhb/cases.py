@@ -23,10 +23,11 @@ from .config import (
     Threshold,
 )
 from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
+from .endpoint_headers import referenced_env
 from .errors import ConfigError
 from .gates import baseline_gates
 from .launchers.base import default_launcher, launcher_names, load_launcher
-from .models import check_source
+from .models import check_model
 from .numbers import finite_float, in_range
 from .redact import check_api_key_env
 from .shard import Split, config_hash, split_cases
@@ -97,6 +98,23 @@ def _sibling(explicit: Path | None, config: Path, name: str) -> Path:
     return explicit if explicit is not None else config.parent / name
 
 
+def _chat_template(value: str | None, models_csv: Path, line: int) -> Path | None:
+    """A ``chat_template`` cell -> the template file (relative to models.csv), checked."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = models_csv.parent.resolve() / path
+    if not path.is_file():
+        raise ConfigError(
+            f"chat template {path} is not a file",
+            file=models_csv,
+            line=line,
+            column="chat_template",
+        )
+    return path.resolve()
+
+
 def load_models(path: Path) -> dict[str, ModelSpec]:
     """models.csv -> {name: ModelSpec}."""
     models: dict[str, ModelSpec] = {}
@@ -109,9 +127,19 @@ def load_models(path: Path) -> dict[str, ModelSpec]:
             problem = check_api_key_env(row.api_key_env)
             if problem:
                 raise ConfigError(problem, file=path, line=line, column="api_key_env")
+        for name in referenced_env(row.endpoint_headers):
+            problem = check_api_key_env(name)
+            if problem:
+                raise ConfigError(
+                    problem.replace("api_key_env", "endpoint_headers", 1),
+                    file=path,
+                    line=line,
+                    column="endpoint_headers",
+                )
         models[row.name] = ModelSpec(
-            **row.model_dump(exclude={"served_name"}),
+            **row.model_dump(exclude={"served_name", "chat_template"}),
             served_name=row.served_name or row.name,
+            chat_template=_chat_template(row.chat_template, path, line),
             base_dir=path.parent.resolve(),
             source_file=path,
             source_line=line,
@@ -153,9 +181,34 @@ def _task(row: TaskRow, base_dir: Path, where: dict[str, Any]) -> tuple[TaskSpec
             or (preset.max_tokens if preset else task_type.default_max_tokens),
             base_dir=base_dir,
             preset=name,
+            system_prompt=row.system_prompt,
+            chat_template_kwargs=row.chat_template_kwargs,
+            reasoning_tags=row.reasoning_tags,
         ),
         task_type,
     )
+
+
+def _prompt_settings(row: CaseRow, task: TaskSpec, where: dict[str, Any]) -> dict[str, Any]:
+    """A case's system prompt, chat-template kwargs and reasoning tags (the case's
+    cell wins over its task's; the defaults otherwise)."""
+    kwargs = row.chat_template_kwargs
+    kwargs = task.chat_template_kwargs if kwargs is None else kwargs
+    if kwargs is not None and "chat_template_kwargs" in row.request_params:
+        raise ConfigError(
+            "request_params sets chat_template_kwargs, which the chat_template_kwargs "
+            "column also sets: set it in one place",
+            column="request_params",
+            **where,
+        )
+    tags = row.reasoning_tags if row.reasoning_tags is not None else task.reasoning_tags
+    settings: dict[str, Any] = {
+        "system_prompt": row.system_prompt if row.system_prompt is not None else task.system_prompt,
+        "chat_template_kwargs": kwargs or {},
+    }
+    if tags is not None:
+        settings["reasoning_tags"] = tags
+    return settings
 
 
 def load_tasks(path: Path) -> dict[str, tuple[TaskSpec, TaskType]]:
@@ -300,10 +353,7 @@ def load_draft(settings: Settings) -> Draft:
             )
         registry.load(registry.BACKENDS, row.backend, column="backend", **where)
         model = models[row.model]
-        if not model.endpoint:  # an endpoint serves its own model: nothing to find here
-            check_source(
-                model.source, model.base_dir, file=model.source_file, line=model.source_line
-            )
+        check_model(model)  # an endpoint serves its own model: nothing to check
         task, _ = tasks[row.task]
         case_id = row.id or f"{row.model}:{row.task}:{row.backend}"
         if case_id in seen:
@@ -331,6 +381,7 @@ def load_draft(settings: Settings) -> Draft:
                 max_retries=row.max_retries,
                 max_restarts=row.max_restarts,
                 gauge_poll_s=row.gauge_poll_s,
+                **_prompt_settings(row, task, where),
                 thresholds=_thresholds(raw, task.metrics, path, line),
                 source_file=path,
                 source_line=line,
@@ -359,6 +410,21 @@ def load_plan(settings: Settings) -> Plan:
         assert models_file is not None
         return Plan(cases=(), samples={}, models=load_models(models_file), models_file=models_file)
     return finish_plan(settings, load_draft(settings))
+
+
+def images_of(sample: Sample) -> int:
+    """How many images ``sample`` sends in its request."""
+    return 1
+
+
+def _with_image_limit(case: Case, images: int) -> Case:
+    """The case with its server's ``limit_mm_per_prompt``: models.csv's, else the
+    most images any sample of the config sends to that server."""
+    if case.model.limit_mm_per_prompt is not None:
+        return case
+    return case.model_copy(
+        update={"model": case.model.model_copy(update={"limit_mm_per_prompt": images})}
+    )
 
 
 def finish_plan(
@@ -396,6 +462,8 @@ def finish_plan(
         ]
     task_types: dict[str, TaskType] = {}
     samples: dict[str, list[Sample]] = {}
+    # the most images one sample sends, per server (before --vlmhb-limit)
+    images: dict[str, int] = {}
     for case in cases:
         task = case.task
         task_type = task_types.setdefault(task.type, registry.load(registry.TASKS, task.type)())
@@ -403,9 +471,12 @@ def finish_plan(
             task.data, task.type, task.base_dir, settings.cache, preset=task.preset
         )
         loaded = load_manifest(manifest, task_type, task.prompt)
+        images[case.server_key] = max(
+            images.get(case.server_key, 1), *(images_of(sample) for sample in loaded)
+        )
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
     return Plan(
-        cases=tuple(cases),
+        cases=tuple(_with_image_limit(case, images[case.server_key]) for case in cases),
         samples=samples,
         baseline=baseline,
         models=draft.models,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .gates import Threshold as Threshold
+from .reasoning import DEFAULT_REASONING_TAGS
 from .settings import Settings as Settings
 
 # Numbers in CSV cells must be finite: pydantic otherwise reads "nan" and "inf".
@@ -36,6 +38,11 @@ RESERVED_REQUEST_FIELDS = frozenset(
     }
 )
 
+
+#: The weights' dtype on the server (CPU keeps float32 where the backend needs it).
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+#: An HTTP header name (RFC 9110 token).
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: How a ``launcher=slurm`` job runs the server: the backend venv, or a SIF image.
 SlurmContainer = Literal["none", "apptainer", "singularity"]
@@ -77,6 +84,81 @@ def _split_semicolons(value: object) -> object:
     return value
 
 
+def _json_object(value: object, example: str) -> object:
+    """A JSON-object CSV cell -> dict (finite numbers only); other values pass."""
+    if not isinstance(value, str):
+        return value
+    parsed = _json_value(value)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"must be a JSON object, e.g. {example}")
+    return parsed
+
+
+def _json_value(text: str) -> Any:
+    """Standard JSON (finite numbers only), or a ValueError saying why not."""
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} (at char {exc.pos})") from None
+    try:
+        json.dumps(parsed, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (got one too large for a float)") from None
+    return parsed
+
+
+#: A ``reasoning_tags`` cell: ``none`` (off) or a JSON list of ``[open, close]`` pairs.
+ReasoningTags = tuple[tuple[str, str], ...]
+
+
+def _reasoning_tags(value: object) -> object:
+    """``none`` -> () (removal off); a JSON list of [open, close] pairs -> tuple."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() == "none":
+        return ()
+    parsed = _json_value(value)
+    example = '[["<think>", "</think>"]] or none'
+    if not isinstance(parsed, list) or not parsed:
+        raise ValueError(f"must be a non-empty JSON list of [open, close] pairs, e.g. {example}")
+    pairs = []
+    for pair in parsed:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(tag, str) and tag for tag in pair)
+        ):
+            raise ValueError(f"each pair must be two non-empty strings, e.g. {example}")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+class PromptColumns(BaseModel):
+    """Columns of tasks.csv and user_config.csv that shape the chat and its scoring
+    (a case's value wins over its task's)."""
+
+    model_config = _ROW
+
+    #: A system turn before the user turn (every backend, the HF wrapper included).
+    system_prompt: str | None = None
+    #: Extra arguments of the server's chat template, e.g. ``{"enable_thinking": false}``.
+    chat_template_kwargs: dict[str, Any] | None = None
+    #: ``[open, close]`` pairs whose blocks are removed before scoring; () = off.
+    reasoning_tags: ReasoningTags | None = None
+
+    _parse_kwargs = field_validator("chat_template_kwargs", mode="before")(
+        lambda value: _json_object(value, '{"enable_thinking": false}')
+    )
+    _parse_tags = field_validator("reasoning_tags", mode="before")(
+        lambda value: _reasoning_tags(value)
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    """JSON's non-standard NaN/Infinity: a request body must be standard JSON."""
+    raise ValueError(f"{name} is not a valid JSON value (numbers must be finite)")
+
+
 class ModelRow(BaseModel):
     """One row of models.csv."""
 
@@ -95,6 +177,39 @@ class ModelRow(BaseModel):
     slurm_args: tuple[str, ...] = ()
     #: How the job runs the server: the backend venv (``none``) or a SIF image.
     slurm_container: SlurmContainer = "none"
+    #: Allow the model's own code (config.json ``auto_map``); never set by a recipe.
+    trust_remote_code: bool = False
+    dtype: Dtype = "auto"
+    #: The server's context length; unset: the recipe's, else the model's own.
+    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000)
+    #: The model processor's settings (image resolution, splitting), a JSON object.
+    mm_processor_kwargs: dict[str, Any] | None = None
+    #: A Jinja chat template file, relative to models.csv (for models that ship none).
+    chat_template: str | None = None
+    #: Images one request may carry; unset: the most any sample of the config has.
+    limit_mm_per_prompt: int | None = Field(default=None, ge=1, le=1000)
+    #: ``auto`` (matched on config.json), a recipe name, or ``none``.
+    recipe: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Extra HTTP headers for an external endpoint; values may be ``${ENV_NAME}``.
+    endpoint_headers: dict[str, str] = Field(default_factory=dict)
+
+    _parse_mm_kwargs = field_validator("mm_processor_kwargs", mode="before")(
+        lambda value: _json_object(value, '{"max_pixels": 1003520}')
+    )
+
+    @field_validator("endpoint_headers", mode="before")
+    @classmethod
+    def _parse_headers(cls, value: object) -> object:
+        value = _json_object(value, '{"api-key": "${AZURE_API_KEY}"}')
+        if isinstance(value, dict):
+            for name, text in value.items():
+                if not isinstance(text, str):
+                    raise ValueError(f"header {name!r}: values must be strings")
+                if not HEADER_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not a valid HTTP header name")
+                if any(c in text for c in "\r\n\0"):
+                    raise ValueError(f"header {name!r}: a value may not hold CR, LF or NUL")
+        return value
 
     _split_requirements = field_validator("requirements", mode="before")(
         lambda value: _split_semicolons(value)
@@ -138,7 +253,7 @@ class ModelRow(BaseModel):
         return value.rstrip("/")
 
 
-class TaskRow(BaseModel):
+class TaskRow(PromptColumns):
     """One row of tasks.csv."""
 
     model_config = _ROW
@@ -171,7 +286,7 @@ class TaskRow(BaseModel):
 THRESHOLD_PREFIXES = ("min_", "max_")
 
 
-class CaseRow(BaseModel):
+class CaseRow(PromptColumns):
     """One row of user_config.csv (threshold columns are split off first)."""
 
     model_config = _ROW
@@ -198,18 +313,7 @@ class CaseRow(BaseModel):
     @field_validator("request_params", mode="before")
     @classmethod
     def _parse_json(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                parsed = json.loads(value, parse_constant=_reject_constant)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc.msg}") from None
-            if not isinstance(parsed, dict):
-                raise ValueError('must be a JSON object, e.g. {"ignore_eos": true}')
-            try:
-                json.dumps(parsed, allow_nan=False)
-            except ValueError:
-                raise ValueError("numbers must be finite (got one too large for a float)") from None
-            value = parsed
+        value = _json_object(value, '{"ignore_eos": true}')
         if isinstance(value, dict):
             reserved = sorted(RESERVED_REQUEST_FIELDS & set(value))
             if reserved:
@@ -219,11 +323,6 @@ class CaseRow(BaseModel):
                     "max_tokens and temperature columns)"
                 )
         return value
-
-
-def _reject_constant(name: str) -> Any:
-    """JSON's non-standard NaN/Infinity: a request body must be standard JSON."""
-    raise ValueError(f"{name} is not a valid JSON value (numbers must be finite)")
 
 
 class ModelSpec(BaseModel):
@@ -245,6 +344,15 @@ class ModelSpec(BaseModel):
     slurm_args: tuple[str, ...] = ()
     #: How the slurm job runs the server: ``none`` (the backend venv) or a SIF image.
     slurm_container: SlurmContainer = "none"
+    trust_remote_code: bool = False
+    dtype: Dtype = "auto"
+    max_model_len: int | None = None
+    mm_processor_kwargs: dict[str, Any] | None = None
+    #: The chat template file (absolute), or None.
+    chat_template: Path | None = None
+    limit_mm_per_prompt: int | None = None
+    recipe: str = "auto"
+    endpoint_headers: dict[str, str] = Field(default_factory=dict)
     base_dir: Path
     #: Where the model's row is (models.csv and its line), for errors found later.
     source_file: Path | None = None
@@ -265,6 +373,10 @@ class TaskSpec(BaseModel):
     base_dir: Path
     #: The dataset adapter the data is read with (None: the task type's own fields).
     preset: str | None = None
+    #: The task's prompt columns (None: unset; a case's cell wins).
+    system_prompt: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_tags: ReasoningTags | None = None
 
 
 class Case(BaseModel):
@@ -287,6 +399,12 @@ class Case(BaseModel):
     max_retries: int
     max_restarts: int
     gauge_poll_s: float
+    #: A system turn before the user turn (None: none).
+    system_prompt: str | None = None
+    #: Extra chat-template arguments sent with every request ({}: none).
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: ``[open, close]`` pairs removed from answers before scoring (() = off).
+    reasoning_tags: ReasoningTags = DEFAULT_REASONING_TAGS
     thresholds: tuple[Threshold, ...]
     source_file: Path
     source_line: int

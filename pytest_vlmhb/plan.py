@@ -9,26 +9,14 @@ known at start (the venv's python, the port) shown as placeholders.
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 from . import registry
 from .backends.base import Backend
 from .cases import Plan
-from .config import Case, ModelSpec
+from .config import Case
 from .launchers.base import load_launcher
-from .models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir
+from .models import planned_model
 from .settings import Settings
-
-
-def planned_model_path(model: ModelSpec, cache: Path) -> str:
-    """What the server's ``--model`` would be, without building or downloading."""
-    source = model.source
-    if source.startswith(BUILTIN_PREFIX) and source.removeprefix(BUILTIN_PREFIX) in BUILTIN_MODELS:
-        return str(builtin_model_dir(cache, source.removeprefix(BUILTIN_PREFIX)))
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = model.base_dir / path
-    return str(path.resolve()) if path.exists() else source
 
 
 def server_argv(case: Case, settings: Settings) -> str:
@@ -37,7 +25,7 @@ def server_argv(case: Case, settings: Settings) -> str:
         return f"(external endpoint {case.model.endpoint})"
     backend: Backend = registry.load(registry.BACKENDS, case.backend)()
     request = load_launcher(case.launcher).planned_request(
-        case.model, planned_model_path(case.model, settings.cache)
+        case.backend, case.model, planned_model(case.model, settings.cache)
     )
     try:
         argv = backend.command(request)

@@ -14,6 +14,7 @@ import pytest
 
 from .cases import Plan, load_plan
 from .columns import CaseRow
+from .endpoint_headers import referenced_env
 from .errors import ConfigError
 from .outputdir import OutputLock, check_writable
 from .redact import register_env
@@ -22,6 +23,17 @@ from .settings import Settings
 from .store import RUN_FILE, STORE_DIR, ResultStore, set_aside
 
 Progress = Callable[[str], None]
+
+
+def secret_env_names(plan: Plan) -> list[str]:
+    """The variables holding the plan's keys: ``api_key_env`` and the ones
+    ``endpoint_headers`` values name."""
+    names: list[str] = []
+    for case in plan.cases:
+        if case.model.api_key_env:
+            names.append(case.model.api_key_env)
+        names.extend(referenced_env(case.model.endpoint_headers))
+    return list(dict.fromkeys(names))
 
 
 def prepare(
@@ -38,7 +50,7 @@ def prepare(
         plan = merged_plan(settings)
     else:
         plan = load_plan(settings)
-    for warning in register_env(c.model.api_key_env for c in plan.cases if c.model.api_key_env):
+    for warning in register_env(secret_env_names(plan)):
         progress(warning)
     if settings.rebuild_reports and not any((settings.output / STORE_DIR).glob("*.jsonl")):
         raise ConfigError(

@@ -28,6 +28,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_confi
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from .config import Case
+from .modeloptions import served_identity
 from .outputdir import STORE_DIR, OutputError, describe_os_error
 from .records import CaseInfo, StoredRecord
 from .redact import redact
@@ -67,6 +68,10 @@ def record_key(case: Case, sample: Sample) -> str:
         "max_tokens": case.max_tokens,
         "temperature": case.temperature,
         "request_params": case.request_params,
+        "system_prompt": case.system_prompt,
+        "chat_template_kwargs": case.chat_template_kwargs,
+        "reasoning_tags": [list(pair) for pair in case.reasoning_tags],
+        **({} if case.model.endpoint else served_identity(case.model, case.backend)),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 

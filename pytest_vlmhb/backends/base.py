@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How the model is loaded and served: models.csv's columns over its recipe's
+    defaults (see :func:`pytest_vlmhb.modeloptions.model_options`)."""
+
+    dtype: str = "auto"
+    #: The context length; None: the model's own.
+    max_model_len: int | None = None
+    #: The processor's settings (image resolution, splitting); None: its defaults.
+    mm_processor_kwargs: Mapping[str, Any] | None = None
+    trust_remote_code: bool = False
+    #: The chat template file as the server sees it; None: the model's own.
+    chat_template: str | None = None
+    #: Images one request may carry.
+    limit_mm_per_prompt: int = 1
+    #: The recipe's own words for this backend's command line.
+    recipe_args: tuple[str, ...] = ()
+    #: The transformers class that loads the model (HF wrapper); None: its default.
+    hf_model_class: str | None = None
+
+    def mm_processor_json(self) -> str:
+        """``mm_processor_kwargs`` as one JSON argument (keys sorted)."""
+        return json.dumps(dict(self.mm_processor_kwargs or {}), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -20,6 +46,7 @@ class ServeRequest:
     #: Whether the server runs with an NVIDIA GPU; None: probe this host (a
     #: container decides by its own image and device requests instead).
     gpu: bool | None = None
+    options: ModelOptions = field(default_factory=ModelOptions)
 
 
 class Backend:

@@ -26,6 +26,7 @@ class HFBackend(Backend):
         return plugin_extra_requirements("server")
 
     def command(self, request: ServeRequest) -> list[str]:
+        options = request.options
         return [
             request.python,
             "-m",
@@ -38,5 +39,19 @@ class HFBackend(Backend):
             request.host,
             "--port",
             str(request.port),
-            *request.server_args,
+            "--dtype",
+            options.dtype,
+            "--max-images-per-prompt",
+            str(options.limit_mm_per_prompt),
+            *(["--max-model-len", str(options.max_model_len)] if options.max_model_len else []),
+            *(
+                ["--mm-processor-kwargs", options.mm_processor_json()]
+                if options.mm_processor_kwargs
+                else []
+            ),
+            *(["--trust-remote-code"] if options.trust_remote_code else []),
+            *(["--chat-template", options.chat_template] if options.chat_template else []),
+            *(["--model-class", options.hf_model_class] if options.hf_model_class else []),
+            *options.recipe_args,
+            *request.server_args,  # last: the user's own words win over the recipe's
         ]

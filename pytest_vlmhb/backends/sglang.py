@@ -14,6 +14,9 @@ class SGLangBackend(Backend):
         return ["sglang[all]"]
 
     def command(self, request: ServeRequest) -> list[str]:
+        """SGLang has no processor-kwargs flag: ``mm_processor_kwargs`` does not reach
+        it (a recipe's ``sglang_args`` carry what SGLang has instead)."""
+        options = request.options
         return [
             request.python,
             "-m",
@@ -26,5 +29,11 @@ class SGLangBackend(Backend):
             request.host,
             "--port",
             str(request.port),
-            *request.server_args,
+            "--dtype",
+            options.dtype,
+            *(["--context-length", str(options.max_model_len)] if options.max_model_len else []),
+            *(["--trust-remote-code"] if options.trust_remote_code else []),
+            *(["--chat-template", options.chat_template] if options.chat_template else []),
+            *options.recipe_args,
+            *request.server_args,  # last: the user's own words win over the recipe's
         ]

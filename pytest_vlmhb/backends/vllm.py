@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import ClassVar
 
@@ -27,6 +28,14 @@ def has_nvidia_gpu() -> bool:
 
 def _on_gpu(gpu: bool | None) -> bool:
     return has_nvidia_gpu() if gpu is None else gpu
+
+
+def _dtype(dtype: str, on_gpu: bool) -> str:
+    """``auto`` on a GPU is vLLM's own choice; the CPU build computes in float32
+    (its half-precision kernels need AVX-512 BF16, absent on many hosts)."""
+    if dtype == "auto" and not on_gpu:
+        return "float32"
+    return dtype
 
 
 class VLLMBackend(Backend):
@@ -57,6 +66,7 @@ class VLLMBackend(Backend):
         return [] if has_nvidia_gpu() else ["torchvision", "torchaudio", "torchcodec"]
 
     def command(self, request: ServeRequest) -> list[str]:
+        options = request.options
         return [
             request.python,
             "-m",
@@ -70,12 +80,20 @@ class VLLMBackend(Backend):
             "--port",
             str(request.port),
             "--dtype",
-            "auto" if _on_gpu(request.gpu) else "float32",
-            "--max-model-len",
-            "2048",
+            _dtype(options.dtype, _on_gpu(request.gpu)),
+            *(["--max-model-len", str(options.max_model_len)] if options.max_model_len else []),
+            # vLLM 0.32 takes JSON here (it rejects image=N)
             "--limit-mm-per-prompt",
-            '{"image":1}',
-            *request.server_args,
+            json.dumps({"image": options.limit_mm_per_prompt}, separators=(",", ":")),
+            *(
+                ["--mm-processor-kwargs", options.mm_processor_json()]
+                if options.mm_processor_kwargs
+                else []
+            ),
+            *(["--trust-remote-code"] if options.trust_remote_code else []),
+            *(["--chat-template", options.chat_template] if options.chat_template else []),
+            *options.recipe_args,
+            *request.server_args,  # last: the user's own words win over the recipe's
         ]
 
     def env(self, gpu: bool | None = None) -> dict[str, str]:

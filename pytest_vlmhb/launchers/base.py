@@ -19,6 +19,9 @@ from ..backends.base import Backend, ServeRequest
 from ..config import ModelSpec, Settings
 from ..envs import Progress
 from ..errors import ServerError
+from ..modeloptions import model_options
+from ..models import model_recipe
+from ..modelsource import ResolvedModel
 from ..redact import redact
 
 #: Where the launchers' servers are reached (published, for containers).
@@ -34,6 +37,73 @@ VERSIONS_SCRIPT = (
     "    except m.PackageNotFoundError: pass\n"
     "print(json.dumps(out))\n"
 )
+
+
+#: Where a container sees the model's folder (a hub id: its whole repo cache
+#: folder, whose snapshot files link into ``../../blobs``) and its chat template.
+MODEL_MOUNT = "/model"
+CHAT_TEMPLATE_MOUNT = "/vlmhb/chat_template.jinja"
+
+
+def serve_request(
+    backend: str,
+    model: ModelSpec,
+    located: ResolvedModel,
+    *,
+    python: str,
+    host: str,
+    port: int,
+    gpu: bool | None = None,
+    in_container: bool = False,
+) -> ServeRequest:
+    """What ``backend`` is asked to serve: the model's folder and chat template as
+    the server sees them (host paths, or their mounts in a container) and its
+    options (models.csv over the recipe)."""
+    if in_container:
+        model_path = f"{MODEL_MOUNT}/{located.in_mount}" if located.in_mount else MODEL_MOUNT
+        template = CHAT_TEMPLATE_MOUNT if model.chat_template else None
+    else:
+        model_path = str(located.path)
+        template = str(model.chat_template) if model.chat_template else None
+    return ServeRequest(
+        python=python,
+        model=model_path,
+        served_name=model.served_name,
+        host=host,
+        port=port,
+        server_args=model.server_args,
+        gpu=gpu,
+        options=model_options(
+            model, model_recipe(model), backend, chat_template=template, config=located.config
+        ),
+    )
+
+
+def container_mounts(model: ModelSpec, located: ResolvedModel) -> list[tuple[str, str]]:
+    """(host path, container path) pairs a container needs, all mounted read-only."""
+    mounts = [(str(located.mount_root), MODEL_MOUNT)]
+    if model.chat_template:
+        mounts.append((str(model.chat_template), CHAT_TEMPLATE_MOUNT))
+    return mounts
+
+
+def provenance_of(
+    model: ModelSpec, located: ResolvedModel, request: ServeRequest
+) -> dict[str, Any]:
+    """The model's part of a server's provenance: where it came from, which commit or
+    fingerprint, which recipe."""
+    recipe = model_recipe(model)
+    return {
+        "source": model.source,
+        "model_path": str(located.path),
+        "model_revision": located.revision,
+        "recipe": recipe.name if recipe else "none",
+        "options": {
+            key: value
+            for key, value in vars(request.options).items()
+            if value not in (None, (), False, "")
+        },
+    }
 
 
 @dataclass
@@ -175,16 +245,13 @@ class Launcher:
         return cls.name
 
     @classmethod
-    def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
+    def planned_request(
+        cls, backend: str, model: ModelSpec, located: ResolvedModel
+    ) -> ServeRequest:
         """What :meth:`start` would ask the backend to serve, for the plan that
         ``--collect-only`` prints (the python and the port are placeholders)."""
-        return ServeRequest(
-            python=f"<{cls.name} python>",
-            model=model_path,
-            served_name=model.served_name,
-            host=HOST,
-            port=0,
-            server_args=model.server_args,
+        return serve_request(
+            backend, model, located, python=f"<{cls.name} python>", host=HOST, port=0
         )
 
     def start(

@@ -29,6 +29,7 @@ from ..config import ModelSpec, Settings
 from ..envs import Progress, gpu_env
 from ..errors import ServerError
 from ..models import BUILTIN_MODELS, BUILTIN_PREFIX, builtin_model_dir, resolve_model
+from ..modelsource import ResolvedModel
 from ..redact import redact_file, redact_then_truncate
 from . import docker_daemon as daemon
 from .base import (
@@ -37,8 +38,11 @@ from .base import (
     Launcher,
     RunningServer,
     api_key_setup,
+    container_mounts,
     parse_versions,
     poll_until_healthy,
+    provenance_of,
+    serve_request,
 )
 from .docker_images import ImageSpec, ensure_image, plan_build, select_image
 from .docker_watch import (
@@ -50,7 +54,6 @@ from .docker_watch import (
 )
 
 PORT = 8000
-MODEL_MOUNT = "/model"
 
 
 def device_requests(gpus: str | None, gpus_per_worker: int | None, worker: int) -> list[Any]:
@@ -236,16 +239,19 @@ class DockerLauncher(Launcher):
         return None if ok else f"launcher 'docker': {why}; {daemon.START_HINT}"
 
     @classmethod
-    def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
+    def planned_request(
+        cls, backend: str, model: ModelSpec, located: ResolvedModel
+    ) -> ServeRequest:
         """As in the container: the model folder mounted, all interfaces, fixed port."""
-        return ServeRequest(
+        return serve_request(
+            backend,
+            model,
+            located,
             python="<image python>",
-            model=MODEL_MOUNT if Path(model_path).is_absolute() else model_path,
-            served_name=model.served_name,
             host="0.0.0.0",
             port=PORT,
-            server_args=model.server_args,
             gpu=bool(model.gpus),
+            in_container=True,
         )
 
     def start(
@@ -266,20 +272,19 @@ class DockerLauncher(Launcher):
         )
         if model.source.startswith(BUILTIN_PREFIX):
             _build_builtin_in_container(model, settings, progress)
-        model_path = resolve_model(model, settings.cache, progress)
+        located = resolve_model(model, settings.cache, progress)
         key_env, headers = api_key_setup(backend, model)
-        is_dir = Path(model_path).is_dir()
-        cmd = backend.command(
-            ServeRequest(
-                python=spec.python,
-                model=MODEL_MOUNT if is_dir else model_path,
-                served_name=model.served_name,
-                host="0.0.0.0",
-                port=PORT,
-                server_args=model.server_args,
-                gpu=bool(model.gpus),
-            )
+        request = serve_request(
+            backend.name,
+            model,
+            located,
+            python=spec.python,
+            host="0.0.0.0",
+            port=PORT,
+            gpu=bool(model.gpus),
+            in_container=True,
         )
+        cmd = backend.command(request)
         log = logs / f"{model.name}@{backend.name}@docker.log"
         label = f"{backend.name} server for {model.name} (image {tag})"
         container = ServerContainer(
@@ -298,8 +303,8 @@ class DockerLauncher(Launcher):
             shm_size="1g",
         )
         container.with_command(cmd[1:])
-        if is_dir:
-            container.with_volume_mapping(model_path, MODEL_MOUNT, "ro")
+        for host_path, mount in container_mounts(model, located):
+            container.with_volume_mapping(host_path, mount, "ro")
         progress(f"starting {label} (log {log})")
         started = time.monotonic()
         reaper: subprocess.Popen[bytes] | None = None
@@ -341,8 +346,7 @@ class DockerLauncher(Launcher):
             exit_code=follower.exit_code,
             take_peaks=peaks_reader(stats.tracker, gpu.tracker if gpu and gpu.available else None),
             provenance={
-                "source": model.source,
-                "model_path": model_path,
+                **provenance_of(model, located, request),
                 "image": tag,
                 "container": str(wrapped.short_id),
                 "command": cmd[1:],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..backends.base import Backend
 from ..config import ModelSpec, Settings
+from ..endpoint_headers import expand_headers
 from ..envs import Progress
 from ..errors import ServerError
 from .base import Launcher, RunningServer, api_key
@@ -28,7 +29,10 @@ class ExternalLauncher(Launcher):
         if not base:
             raise ServerError(str(self.check_model(model)))
         key = api_key(model)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {
+            **({"Authorization": f"Bearer {key}"} if key else {}),
+            **expand_headers(model.endpoint_headers, model.name),
+        }
         root = base.removesuffix("/v1")
         progress(f"using external endpoint {base} for {model.name} ({backend.name})")
         return RunningServer(

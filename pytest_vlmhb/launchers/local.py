@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from ..backends.base import Backend, ServeRequest
+from ..backends.base import Backend
 from ..config import ModelSpec, Settings
 from ..envs import Progress, clean_env, ensure_env, gpu_env, venv_python
 from ..errors import ServerError
@@ -22,6 +22,8 @@ from .base import (
     api_key_setup,
     parse_versions,
     poll_until_healthy,
+    provenance_of,
+    serve_request,
 )
 
 
@@ -94,19 +96,13 @@ class LocalLauncher(Launcher):
             settings.cache, backend.name, requirements, progress, backend.uninstall()
         )
         python = venv_python(env_dir)
-        model_path = resolve_model(model, settings.cache, progress)
+        located = resolve_model(model, settings.cache, progress)
         key_env, headers = api_key_setup(backend, model)
         port = free_port()
-        cmd = backend.command(
-            ServeRequest(
-                python=str(python),
-                model=model_path,
-                served_name=model.served_name,
-                host=HOST,
-                port=port,
-                server_args=model.server_args,
-            )
+        request = serve_request(
+            backend.name, model, located, python=str(python), host=HOST, port=port
         )
+        cmd = backend.command(request)
         settings.output.mkdir(parents=True, exist_ok=True)
         log = settings.output / "logs" / f"{model.name}@{backend.name}@local.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +142,7 @@ class LocalLauncher(Launcher):
             root_url=root,
             served_name=model.served_name,
             provenance={
-                "source": model.source,
-                "model_path": model_path,
+                **provenance_of(model, located, request),
                 "venv": str(env_dir),
                 "command": cmd[1:],
                 "packages": parse_versions(versions),

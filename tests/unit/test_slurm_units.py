@@ -196,7 +196,7 @@ def test_container_argv(runtime: str) -> None:
         str(sif),
         "docker-daemon://vlmhb/hf:abc",
     ]
-    assert container_prefix(runtime, sif, "/models/tiny", gpu=True) == [
+    assert container_prefix(runtime, sif, [("/models/tiny", "/model")], gpu=True) == [
         runtime,
         "exec",
         "--bind",
@@ -204,7 +204,7 @@ def test_container_argv(runtime: str) -> None:
         "--nv",
         str(sif),
     ]
-    assert container_prefix(runtime, sif, None, gpu=False) == [runtime, "exec", str(sif)]
+    assert container_prefix(runtime, sif, [], gpu=False) == [runtime, "exec", str(sif)]
 
 
 def test_gpu_requests_in_slurm_args() -> None:
