@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import ModelOptions
 from .config import ModelSpec
+from .errors import ConfigError
+from .recipes.base import DEFAULT_HF_MODEL_CLASS
 from .models import locate, model_recipe, model_revision
 
 if TYPE_CHECKING:
@@ -51,30 +53,42 @@ def model_options(
         chat_template=chat_template,
         limit_mm_per_prompt=model.limit_mm_per_prompt or 1,
         recipe_args=tuple(getattr(recipe, field)) if recipe and field else (),
-        hf_model_class=recipe.hf_model_class if recipe else None,
+        hf_model_class=(
+            recipe.hf_model_class
+            if recipe and recipe.hf_model_class != DEFAULT_HF_MODEL_CLASS
+            else None
+        ),
     )
 
 
 def served_identity(model: ModelSpec, backend: str) -> dict[str, Any]:
     """What decides the answers a served model gives, beyond the request: the
     weights' revision, the recipe and the final options (the chat template by
-    its content's hash). Part of the results store's record key."""
+    its content's hash). Part of the results store's record key.
+
+    A model that cannot be located here (a merge on another machine, a hub id
+    not cached there) is identified by its columns alone.
+    """
     key = (backend, model.model_dump_json())
     if key not in _IDENTITIES:
-        recipe = model_recipe(model)
-        located = locate(model)
+        try:
+            revision, recipe, located = model_revision(model), model_recipe(model), locate(model)
+        except ConfigError:
+            revision, recipe, located = "", None, None
         options = model_options(
             model, recipe, backend, chat_template=None, config=located.config if located else None
         )
         template = model.chat_template
         _IDENTITIES[key] = {
-            "model_revision": model_revision(model),
+            "model_revision": revision,
             "recipe": recipe.name if recipe else None,
             "options": {
                 **asdict(options),
                 "mm_processor_kwargs": dict(options.mm_processor_kwargs or {}),
                 "chat_template": (
-                    hashlib.sha256(template.read_bytes()).hexdigest() if template else None
+                    hashlib.sha256(template.read_bytes()).hexdigest()
+                    if template and template.is_file()
+                    else None
                 ),
             },
         }

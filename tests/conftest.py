@@ -14,6 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("VLMHB_CACHE", str(REPO / ".vlmhb-cache"))
+# No test reaches the model hub: hub ids resolve from offline caches the tests make.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 #: What pytest-xdist sets in its workers' environment.
 OUTER_XDIST_VARIABLES = (

@@ -137,7 +137,13 @@ def test_columns_override_the_recipe(tmp_path: Path) -> None:
             assert own.mm_processor_kwargs[key] == value
     hf = model_options(_spec(tmp_path), recipe, "hf", chat_template=None)
     assert hf.recipe_args == ()
-    assert hf.hf_model_class == recipe.hf_model_class
+    assert hf.hf_model_class is None  # the wrapper's default class, not repeated
+    phi = model_options(_spec(tmp_path), get_recipe("phi-3.5-vision"), "hf", chat_template=None)
+    assert (
+        phi.hf_model_class
+        == get_recipe("phi-3.5-vision").hf_model_class
+        != "AutoModelForImageTextToText"
+    )
 
 
 def test_a_recipe_never_turns_remote_code_on(tmp_path: Path) -> None:

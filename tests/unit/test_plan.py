@@ -52,7 +52,8 @@ def test_collect_only_prints_the_plan_and_builds_nothing(
             "server tiny@hf@local",
             "  argv: '<local python>' -m pytest_vlmhb.server --model "
             f"{cache}/models/tiny-idefics3-* --served-model-name tiny --host 127.0.0.1 "
-            "--port <port> --max-new 4",
+            "--port <port> --dtype auto --max-images-per-prompt 1 "
+            "--max-model-len 2048 --max-new 4",  # the tiny model's recipe, server_args last
             "  case a: task vqa (docvqa), 3 samples, concurrency 2, max_tokens 32, gates: min_anls",
             "  case b: task vqa (docvqa), 3 samples, concurrency 8, max_tokens 32, gates: none",
             "server remote@openai@external",

@@ -22,11 +22,22 @@ from pytest_vlmhb.reference_scores import (
 from pytest_vlmhb.report import _table
 from tests import preset_parquet as pq
 from tests.helpers import make_settings
+from tests.hubcache import make_hub_cache
 
 MODELS = (
     "name,source\nsmol,HuggingFaceTB/SmolVLM-256M-Instruct\n"
     "qwen,/models/Qwen2-VL-2B-Instruct\ntiny,builtin:tiny-idefics3\n"
 )
+
+
+@pytest.fixture(autouse=True)
+def _smolvlm_in_an_offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub id resolves at load: a stand-in snapshot (its config only)."""
+    src = tmp_path / "smolvlm-src"
+    src.mkdir()
+    (src / "config.json").write_text('{"architectures": ["Idefics3ForConditionalGeneration"]}')
+    make_hub_cache(src, tmp_path / "hub", "HuggingFaceTB/SmolVLM-256M-Instruct")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
 
 
 def settings(root: Path, config: str, tasks: str | None = None) -> Settings:

@@ -31,6 +31,7 @@ from pytest_vlmhb.launchers.slurm import (
     sif_build_argv,
     storage_problem,
 )
+from pytest_vlmhb.modelsource import ResolvedModel
 from pytest_vlmhb.redact import redact
 
 RUNNING = """\
@@ -300,21 +301,25 @@ def test_generated_key_is_masked_and_not_left_in_the_environment() -> None:
 def test_planned_request() -> None:
     spec = ModelSpec(
         name="m",
-        source="x",
+        source="./m",
         served_name="m",
         base_dir=Path("."),
         slurm_args=("--gpus=1",),
         slurm_container="apptainer",
+        recipe="none",
     )
-    request = SlurmLauncher.planned_request(spec, "/cache/models/m")
+    located = ResolvedModel(Path("/cache/models/m"), Path("/cache/models/m"), "", "sha256:0", {})
+    request = SlurmLauncher.planned_request("hf", spec, located)
     assert (request.python, request.model, request.host, request.gpu) == (
         "<image python>",
         "/model",
         "<node address>",
         True,
     )
-    plain = SlurmLauncher.planned_request(spec.model_copy(update={"slurm_container": "none"}), "x")
-    assert (plain.python, plain.model, plain.gpu) == ("<venv python>", "x", True)
+    plain = SlurmLauncher.planned_request(
+        "hf", spec.model_copy(update={"slurm_container": "none"}), located
+    )
+    assert (plain.python, plain.model, plain.gpu) == ("<venv python>", "/cache/models/m", True)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -388,7 +393,10 @@ def test_missing_container_runtime_is_a_usage_error(
     (tmp_path / "sbatch").write_text("#!/bin/sh\n")
     (tmp_path / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))  # sbatch, but no apptainer
-    _write(tmp_path / "models.csv", "name,source,slurm_container\nm,x,apptainer\n")
+    _write(
+        tmp_path / "models.csv",
+        "name,source,slurm_container\nm,builtin:tiny-idefics3,apptainer\n",
+    )
     _write(tmp_path / "tasks.csv", "name,type,data\nvqa,docvqa,builtin:synthetic-docs\n")
     _write(tmp_path / "user_config.csv", "model,task,backend,launcher\nm,vqa,hf,slurm\n")
     with pytest.raises(ConfigError) as err:
