@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from .backends.base import ModelOptions
 from .config import ModelSpec
 from .errors import ConfigError
-from .recipes.base import DEFAULT_HF_MODEL_CLASS
 from .models import locate, model_recipe, model_revision
+from .recipes.base import DEFAULT_HF_MODEL_CLASS
 
 if TYPE_CHECKING:
     from .recipes import Recipe

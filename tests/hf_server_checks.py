@@ -432,6 +432,83 @@ def check_metrics(server: Server) -> dict[str, float]:
     return values
 
 
+# -- servers with options (tests/integration/test_hf_wrapper_options.py) -----------------
+def server_command(python: str, model_dir: Path, port: int, *args: str) -> list[str]:
+    """``python -m pytest_vlmhb.server`` on ``model_dir`` with extra options."""
+    return [
+        python,
+        "-m",
+        "pytest_vlmhb.server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        MODEL_NAME,
+        "--port",
+        str(port),
+        *args,
+    ]
+
+
+@contextlib.contextmanager
+def serving(
+    python: str,
+    model_dir: Path,
+    *args: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+) -> Iterator[Server]:
+    """Like ``running_server``, with extra server options and a log of its own."""
+    port = free_port()
+    started = time.perf_counter()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            server_command(python, model_dir, port, *args),
+            env={**backend_env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited {proc.returncode}:\n{log_path.read_text()}")
+            if time.perf_counter() - started > timeout_s:
+                raise TimeoutError(f"server not healthy in {timeout_s} s:\n{log_path.read_text()}")
+            with contextlib.suppress(OSError):
+                if request("127.0.0.1", port, "GET", "/health")[0] == 200:
+                    break
+            time.sleep(0.1)
+        yield Server("127.0.0.1", port, time.perf_counter() - started, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def failed_start(
+    python: str, model_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Start a server that must not come up; (exit status, its output)."""
+    proc = subprocess.run(
+        server_command(python, model_dir, free_port(), *args),
+        env={**backend_env(), **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def post_chat(server: Server, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a non-streaming request; (status, parsed JSON body), errors included."""
+    status, data = request(server.host, server.port, "POST", "/v1/chat/completions", body)
+    return status, json.loads(data)
+
+
 def main(argv: list[str]) -> int:
     """Run every check against the backend venv's python; print timings."""
     python = argv[0] if argv else sys.executable

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import torch
-from transformers import (
-    AutoModelForImageTextToText,
-    AutoProcessor,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+import transformers
+from transformers import AutoConfig, AutoProcessor, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from . import DEFAULT_MODEL_CLASS
 from .detokenizer import IncrementalDetokenizer, StopStringChecker
 from .inputs import convert_messages
 from .metrics import Metrics, process_peak_rss_bytes
@@ -36,8 +35,13 @@ from .protocol import (
     GenerationError,
     TokenEvent,
 )
+from .templates import resolve_template_kwargs, template_variables
+
+log = logging.getLogger("pytest_vlmhb.server")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: How much of each request's rendered prompt the INFO log shows.
+PROMPT_LOG_CHARS = 2000
 
 
 @dataclass
@@ -126,6 +130,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def resolve_model_class(name: str) -> Any:
+    """The transformers class called ``name``; ValueError naming the version if none."""
+    cls = getattr(transformers, name, None) if name.isidentifier() else None
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise ValueError(
+            f"--model-class {name}: transformers {transformers.__version__} has no model "
+            f"class of that name (e.g. {DEFAULT_MODEL_CLASS}, AutoModelForCausalLM)"
+        )
+    return cls
+
+
 def resolve_dtype(dtype: str, device: torch.device, config_dtype: Any) -> torch.dtype:
     """``auto``: float32 on CPU; on GPU the checkpoint's dtype, float32 -> bfloat16 (as vLLM)."""
     if dtype != "auto":
@@ -140,6 +155,20 @@ def resolve_dtype(dtype: str, device: torch.device, config_dtype: Any) -> torch.
     return checkpoint_dtype
 
 
+def _max_model_len(config: Any, requested: int | None) -> int:
+    """``--max-model-len``, or the model's positions; more than the model has is an error."""
+    text_config = getattr(config, "text_config", None) or config
+    positions = int(getattr(text_config, "max_position_embeddings", 0) or 0)
+    if requested is None:
+        return positions or 1 << 30
+    if positions and requested > positions:
+        raise ValueError(
+            f"--max-model-len {requested} exceeds the model's {positions} positions "
+            "(max_position_embeddings)"
+        )
+    return requested
+
+
 class Engine:
     """A loaded model and processor; serialises generation behind a lock."""
 
@@ -152,18 +181,33 @@ class Engine:
         device: str = "auto",
         max_new_tokens_limit: int = 4096,
         max_images: int = 8,
+        trust_remote_code: bool = False,
+        model_class: str = DEFAULT_MODEL_CLASS,
+        mm_processor_kwargs: dict[str, Any] | None = None,
+        chat_template: str | None = None,
+        max_model_len: int | None = None,
     ) -> None:
         self.served_model_name = served_model_name
         self.max_new_tokens_limit = max_new_tokens_limit
         self.max_images = max_images
+        self.mm_processor_kwargs = dict(mm_processor_kwargs or {})
         self.device = resolve_device(device)
-        self.processor = AutoProcessor.from_pretrained(model_dir)
+        remote = {"trust_remote_code": trust_remote_code}
+        config = AutoConfig.from_pretrained(model_dir, **remote)
+        self.max_model_len = _max_model_len(config, max_model_len)
+        # As in vLLM: the processor is built with the kwargs and called with them too.
+        self.processor = AutoProcessor.from_pretrained(
+            model_dir, **remote, **self.mm_processor_kwargs
+        )
+        if chat_template is not None:
+            self.processor.chat_template = chat_template
+        self.template_variables = template_variables(self.processor.chat_template)
         self.tokenizer = self.processor.tokenizer
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto")
+        model = resolve_model_class(model_class).from_pretrained(
+            model_dir, config=config, dtype="auto", **remote
+        )
         self.dtype = resolve_dtype(dtype, self.device, model.config.dtype)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        text_config = getattr(model.config, "text_config", model.config)
-        self.max_model_len = int(getattr(text_config, "max_position_embeddings", 0) or 1 << 30)
         eos = self.model.generation_config.eos_token_id
         eos_list = eos if isinstance(eos, list) else [] if eos is None else [eos]
         self.eos_ids = frozenset(int(e) for e in eos_list)
@@ -196,23 +240,31 @@ class Engine:
                 param="max_tokens",
             )
         messages, images = convert_messages(request.messages, max_images=self.max_images)
+        template_kwargs = resolve_template_kwargs(
+            request.chat_template_kwargs, self.template_variables
+        )
         with self._lock:  # the tokenizer is shared with the generating thread
             try:
                 text = self.processor.apply_chat_template(
-                    messages, add_generation_prompt=True, tokenize=False
+                    messages, tokenize=False, **template_kwargs
                 )
-                inputs = self.processor(text=text, images=images or None, return_tensors="pt")
-            except (ValueError, TypeError, KeyError) as exc:
+                inputs = self.processor(
+                    text=text,
+                    images=images or None,
+                    return_tensors="pt",
+                    # the server's, then the request's over them (vLLM's request field)
+                    **{**self.mm_processor_kwargs, **(request.mm_processor_kwargs or {})},
+                )
+            except (ValueError, TypeError, KeyError, jinja2.TemplateError) as exc:
                 raise ApiError(f"cannot build the prompt: {exc}", param="messages") from exc
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        room = self.max_model_len - prompt_tokens
-        max_new = requested if requested is not None else min(self.max_new_tokens_limit, room)
-        if max_new > room:
-            raise ApiError(
-                f"This model's maximum context length is {self.max_model_len} tokens; "
-                f"the prompt has {prompt_tokens} and {max_new} were requested",
-                param="max_tokens",
-            )
+        log.info(
+            "prompt (%d tokens, %d image(s)): %r",
+            prompt_tokens,
+            len(images),
+            text[:PROMPT_LOG_CHARS],
+        )
+        max_new = self._max_new_tokens(requested, prompt_tokens)
         return Prepared(
             inputs=dict(inputs),
             prompt_token_ids=inputs["input_ids"][0].tolist(),
@@ -224,6 +276,21 @@ class Engine:
             ignore_eos=request.ignore_eos,
             stop=request.stop_strings(),
         )
+
+    def _max_new_tokens(self, requested: int | None, prompt_tokens: int) -> int:
+        """The request's token budget, at most the room ``max_model_len`` leaves;
+        ApiError when the prompt alone fills it."""
+        room = self.max_model_len - prompt_tokens
+        if room < 1:
+            raise ApiError(
+                f"This model's maximum context length is {self.max_model_len} tokens. "
+                f"However, your prompt contains {prompt_tokens} input tokens, which leaves "
+                "no room for any output token. Please reduce the length of the input prompt.",
+                param="messages",
+            )
+        # As vLLM (``get_max_tokens``): a budget over the room left is cut to it.
+        max_new = requested if requested is not None else self.max_new_tokens_limit
+        return min(max_new, room)
 
     # -- generation ----------------------------------------------------------------
     async def stream(self, prepared: Prepared) -> AsyncIterator[TokenEvent | FinishEvent]:

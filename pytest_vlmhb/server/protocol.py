@@ -78,6 +78,8 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     ignore_eos: bool = False
     return_token_ids: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None  # vLLM's: extra chat-template variables
+    mm_processor_kwargs: dict[str, Any] | None = None  # vLLM's: the processor's, per request
 
     def requested_max_tokens(self) -> int | None:
         """``max_completion_tokens`` wins over the older ``max_tokens``."""
