@@ -2,9 +2,16 @@
 
 The OpenAI SDK cost about 44% of a vLLM server's throughput on these machines
 (MACHINE-NOTES), so the hot path is a raw aiohttp SSE reader. Timing follows
-vLLM's benchmark: TTFT is the first chunk carrying a generated token (text or
-token ids), E2E the last such chunk, TPOT = (E2E - TTFT) / (completion_tokens - 1),
-and token counts come from the server's ``usage``.
+vLLM's benchmark: TTFT is the first chunk carrying a generated token (text,
+reasoning text or token ids), E2E the last such chunk, TPOT = (E2E - TTFT) /
+(completion_tokens - 1), and token counts come from the server's ``usage``.
+
+Reasoning a server streams apart from the answer (``delta.reasoning`` from
+vLLM's ``--reasoning-parser``, ``delta.reasoning_content`` from SGLang and
+older vLLM; ``message.reasoning``/``reasoning_content`` in a whole reply) is
+kept in :attr:`Completion.reasoning`, never in :attr:`Completion.text`, so it
+is never scored. TTFA (time to first answer token) is the first chunk with
+non-empty answer text (``content``): after the reasoning, or TTFT without any.
 
 Server output is untrusted: every message is validated by pydantic-core
 straight from the raw bytes (TypedDicts through a TypeAdapter: about half the
@@ -54,16 +61,24 @@ class StreamError(ServerError):
 # The wire format: only the fields the harness reads; any others are ignored.
 # Strict: a count must be a JSON integer, a text a JSON string.
 @with_config(ConfigDict(strict=True))
+class _CompletionDetails(TypedDict):
+    reasoning_tokens: NotRequired[_Count | None]  # null or absent: not reported
+
+
+@with_config(ConfigDict(strict=True))
 class _Usage(TypedDict):
     # prompt_tokens may be null or absent: some proxies do not count the prompt,
     # and only completion_tokens enters the timing figures.
     prompt_tokens: NotRequired[_Count | None]
     completion_tokens: _Count
+    completion_tokens_details: NotRequired[_CompletionDetails | None]
 
 
 @with_config(ConfigDict(strict=True))
 class _Delta(TypedDict):
-    content: NotRequired[str | None]  # reasoning_content and the like are ignored
+    content: NotRequired[str | None]
+    reasoning: NotRequired[str | None]  # vLLM 0.10+ (--reasoning-parser)
+    reasoning_content: NotRequired[str | None]  # SGLang, older vLLM
 
 
 @with_config(ConfigDict(strict=True))
@@ -87,6 +102,8 @@ class _Chunk(TypedDict):
 @with_config(ConfigDict(strict=True))
 class _Message(TypedDict):
     content: NotRequired[str | None]
+    reasoning: NotRequired[str | None]
+    reasoning_content: NotRequired[str | None]
 
 
 @with_config(ConfigDict(strict=True))
@@ -115,12 +132,18 @@ _REPLY = TypeAdapter(_Reply)
 class Completion:
     """One streamed answer with its timing (seconds, perf_counter based)."""
 
+    #: The answer text (``content``) exactly as the server sent it.
     text: str = ""
-    ttft_s: float | None = None
+    #: Reasoning the server streamed apart from the answer ("" when none).
+    reasoning: str = ""
+    ttft_s: float | None = None  #: first token of any kind (reasoning or answer)
+    ttfa_s: float | None = None  #: first non-empty answer text
     e2e_s: float | None = None
     itl_s: list[float] = field(default_factory=list)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: ``usage.completion_tokens_details.reasoning_tokens`` (None: not reported).
+    reasoning_tokens: int | None = None
     finish_reason: str | None = None
     token_ids: list[int] | None = None
     sent_at: float = 0.0  # wall clock (time.time), for throughput spans
@@ -202,16 +225,18 @@ def _describe(exc: ValidationError, data: bytes) -> str:
 class _Reader:
     """Folds the server's messages into one Completion."""
 
-    __slots__ = ("chunks", "last", "out", "pieces", "start")
+    __slots__ = ("chunks", "last", "out", "pieces", "start", "thoughts")
 
     def __init__(self, out: Completion, start: float) -> None:
         self.out, self.start, self.last = out, start, start
         self.pieces: list[str] = []
+        self.thoughts: list[str] = []  # reasoning streamed apart
         self.chunks = 0
 
     def result(self) -> Completion:
         """The completion as received so far."""
         self.out.text = "".join(self.pieces)
+        self.out.reasoning = "".join(self.thoughts)
         self.out.finished_at = time.time()
         return self.out
 
@@ -240,8 +265,7 @@ class _Reader:
             raise self.fail(f"stream error: {_cut(_error_in(data) or '')}")
         usage = chunk.get("usage")
         if usage:
-            self.out.prompt_tokens = usage.get("prompt_tokens")
-            self.out.completion_tokens = usage["completion_tokens"]
+            self.usage(usage)
         choices = chunk.get("choices")
         if not choices:
             return False
@@ -257,14 +281,18 @@ class _Reader:
                 f"{self.chunks} carries {what}; the harness asks for one"
             )
         delta = choice.get("delta")
-        content = delta.get("content") if delta else None
+        content = reasoning = None
+        if delta:
+            content = delta.get("content")
+            reasoning = _reasoning_of(delta)
         ids = choice.get("token_ids")
-        # A chunk carries a generated token when it has text, or the token's id
-        # (a first token whose text the server withholds, a partial UTF-8
-        # sequence, still counts). A role chunk carries neither: servers send it
-        # with the first token (vLLM) or at once (the HF wrapper).
+        # A chunk carries a generated token when it has text (answer or
+        # reasoning), or the token's id (a first token whose text the server
+        # withholds, a partial UTF-8 sequence, still counts). A role chunk
+        # carries none: servers send it with the first token (vLLM) or at once
+        # (the HF wrapper).
         out = self.out
-        if content or ids:
+        if content or reasoning or ids:
             if out.ttft_s is None:
                 out.ttft_s = now - self.start
             else:
@@ -272,7 +300,11 @@ class _Reader:
             self.last = now
             out.e2e_s = now - self.start
         if content:
+            if out.ttfa_s is None:
+                out.ttfa_s = now - self.start
             self.pieces.append(content)
+        if reasoning:
+            self.thoughts.append(reasoning)
         if ids:
             if out.token_ids is None:
                 out.token_ids = []
@@ -300,19 +332,36 @@ class _Reader:
                 f"the server answered {len(choices)} choices (n>1); the harness asks for one"
             )
         choice = choices[0]
-        content = choice["message"].get("content")
+        message = choice["message"]
+        content = message.get("content")
+        reasoning = _reasoning_of(message)
         ids = choice.get("token_ids")
-        if content or ids:
+        if content or reasoning or ids:
             self.out.ttft_s = self.out.e2e_s = now - self.start
         if content:
+            self.out.ttfa_s = now - self.start
             self.pieces.append(content)
+        if reasoning:
+            self.thoughts.append(reasoning)
         if ids:
             self.out.token_ids = list(ids)
         self.out.finish_reason = choice.get("finish_reason") or None
         usage = reply.get("usage")
         if usage:
-            self.out.prompt_tokens = usage.get("prompt_tokens")
-            self.out.completion_tokens = usage["completion_tokens"]
+            self.usage(usage)
+
+    def usage(self, usage: _Usage) -> None:
+        """Take the token counts of a ``usage`` object."""
+        self.out.prompt_tokens = usage.get("prompt_tokens")
+        self.out.completion_tokens = usage["completion_tokens"]
+        details = usage.get("completion_tokens_details")
+        self.out.reasoning_tokens = details.get("reasoning_tokens") if details else None
+
+
+def _reasoning_of(part: _Delta | _Message) -> str | None:
+    """The reasoning text of a delta or message: ``reasoning``, else ``reasoning_content``
+    (never both: a server that sends the two names sends the same text twice)."""
+    return part.get("reasoning") or part.get("reasoning_content")
 
 
 async def _read_sse(content: aiohttp.StreamReader, reader: _Reader) -> None:

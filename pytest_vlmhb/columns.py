@@ -50,6 +50,8 @@ class CasePerf(TypedDict):
     ttft_p90_ms: float | None
     ttft_p95_ms: float | None
     ttft_p99_ms: float | None
+    #: Time to the first answer token (after reasoning streamed apart; TTFT without).
+    ttfa_p50_ms: float | None
     e2e_p50_ms: float | None
     e2e_p95_ms: float | None
     e2e_p99_ms: float | None
@@ -84,13 +86,16 @@ CASE_SERVER_COLUMNS = tuple(CaseServer.__annotations__)
 LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
 
 ANSWER_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher", "sample_id")
-ANSWER_TEXT_COLUMNS = ("category", "prompt", "answer", "reference")
+#: ``answer`` is the scored text, ``raw_answer`` the text as the server sent it.
+ANSWER_TEXT_COLUMNS = ("category", "prompt", "answer", "raw_answer", "reference")
 ANSWER_TIMING_COLUMNS = (
     "ttft_ms",
+    "ttfa_ms",
     "tpot_ms",
     "e2e_ms",
     "prompt_tokens",
     "completion_tokens",
+    "reasoning_tokens",
     "finish_reason",
     "retries",
     "error",
@@ -104,9 +109,10 @@ def answer_columns(metric_names: Iterable[str]) -> list[str]:
 
 def answer_cells(record: Record, metric_names: Iterable[str]) -> dict[str, object]:
     """One answers.csv row: the record's fields and its score of each given metric
-    (None where its case has no such metric)."""
+    (None where its case has no such metric, or where a record of an earlier version
+    lacks a field)."""
     fields: Mapping[str, object] = record
-    cells = {column: fields[column] for column in answer_columns(())}
+    cells = {column: fields.get(column) for column in answer_columns(())}
     cells.update({name: record["scores"].get(name) for name in metric_names})
     return cells
 

@@ -1,8 +1,20 @@
 """Removing reasoning blocks from an answer before it is scored.
 
-Behaves as lmms-eval's evaluator does with its command line's defaults
-(``lmms_eval/api/reasoning.py``; tests/unit/reference_impls.py holds it
-verbatim and a property test compares the two): for each ``(open, close)``
+:func:`answer_to_score` is the text every metric scores, made as lmms-eval's
+pipeline makes it from a generated answer: reasoning removal with the case's
+``reasoning_tags`` (its evaluator's scoring loop, ``lmms_eval/evaluator.py``
+lines 1225-1233), then the
+whole-answer strip its ``ConfigurableTask.process_results`` applies to every
+``generate_until`` answer before any scoring (``lmms_eval/api/task.py`` at
+commit 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3, lines 1586-1590:
+``results = [res.strip() if res is not None else "" for res in results]``).
+With ``reasoning_tags=()`` (the cell ``none``) only the strip applies.
+Reasoning a server streams apart (``delta.reasoning``) never reaches it: the
+client keeps it out of the answer text.
+
+:func:`remove_reasoning` behaves as lmms-eval's evaluator does with its command
+line's defaults (``lmms_eval/api/reasoning.py``; tests/unit/reference_impls.py
+holds it verbatim and a property test compares the two): for each ``(open, close)``
 pair in turn, every ``open ... close`` block is removed (the first ``close``
 after each ``open``); then, if a ``close`` remains and no ``open`` does (a
 chat template that pre-fills the opening tag), only the text after the last
@@ -40,3 +52,9 @@ def remove_reasoning(text: str, pairs: Sequence[tuple[str, str]] = DEFAULT_REASO
         if closing in text and opening not in text:
             text = text.rpartition(closing)[2]
     return text.strip()
+
+
+def answer_to_score(raw: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """The text the metrics score: ``raw`` with the ``pairs``' reasoning blocks removed,
+    then stripped as a whole (lmms-eval's ``process_results`` strip; see the module)."""
+    return remove_reasoning(raw, pairs).strip()

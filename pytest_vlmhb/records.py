@@ -7,6 +7,14 @@ controller (for the reports), so both see identical figures.
 :func:`make_record` builds, what travels from an xdist worker to the
 controller (a plain dict, as execnet needs) and what the results store keeps
 and validates on load (:class:`StoredRecord`, through pydantic).
+
+Scoring follows lmms-eval's pipeline from generated text to score: the
+server's answer text (``raw_answer``, reasoning streamed apart excluded) ->
+reasoning removal with the case's ``reasoning_tags`` -> the whole-answer strip
+-> the metric (:func:`reasoning.answer_to_score`); ``answer`` is what was
+scored. Fields added after the first stores (``raw_answer``, ``reasoning``,
+``reasoning_tokens``, ``ttfa_ms``) are ``NotRequired``, so an older store line
+still loads; read them with ``.get``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from .client import Completion
 from .columns import CaseRow, Cell
 from .config import Case
 from .metrics.base import Metric
+from .reasoning import answer_to_score
 from .redact import redact
 from .tasks.manifest import Sample
 
@@ -44,6 +53,7 @@ class Record(TypedDict):
     sample_id: str
     category: str | None
     prompt: str | None
+    #: The text the metrics scored (:func:`reasoning.answer_to_score` of the raw answer).
     answer: str | None
     reference: dict[str, JsonValue]
     scores: dict[str, float | None]
@@ -62,6 +72,15 @@ class Record(TypedDict):
     retries: _Count
     #: Set on a stored record reused by ``--vlmhb-resume`` (such a record is not stored again).
     reused: NotRequired[bool]
+    #: The answer text exactly as the server sent it (``content``; masked).
+    raw_answer: NotRequired[str | None]
+    #: Reasoning the server streamed apart from the answer (masked; None: none). Never
+    #: scored; kept in the store only (answers.csv has ``reasoning_tokens``).
+    reasoning: NotRequired[str | None]
+    #: ``usage.completion_tokens_details.reasoning_tokens`` (None: not reported).
+    reasoning_tokens: NotRequired[_Count | None]
+    #: Time to the first answer token after any streamed-apart reasoning.
+    ttfa_ms: NotRequired[_Time | None]
 
 
 @with_config(_STRICT)
@@ -106,18 +125,20 @@ def make_record(
     case: Case, sample: Sample, completion: Completion | None, error: str | None, retries: int = 0
 ) -> Record:
     """Score one sample: its answer, each metric, its timings and retries."""
+    c = completion or Completion()
+    scored = answer_to_score(c.text, case.reasoning_tags)
     scores: dict[str, float | None] = {}
     stats: dict[str, dict[str, float]] = {}
     for name in case.task.metrics:
         m = metric(name)
         s = (
-            m.stats(completion.text, sample.reference)
+            m.stats(scored, sample.reference)
             if completion is not None and not error
             else m.worst_stats(sample.reference)
         )
         stats[name] = s
         scores[name] = m.value(s)
-    c = completion or Completion()
+    answered = completion is not None
     record: Record = {
         "case_id": case.id,
         "model": case.model.name,
@@ -127,16 +148,20 @@ def make_record(
         "sample_id": sample.id,
         "category": sample.category,
         "prompt": sample.prompt,
-        "answer": redact(c.text) if completion else None,
+        "answer": redact(scored) if answered else None,
+        "raw_answer": redact(c.text) if answered else None,
+        "reasoning": redact(c.reasoning) if c.reasoning else None,
         "reference": sample.reference,
         "scores": scores,
         "stats": stats,
         "ttft_ms": _ms(c.ttft_s),
+        "ttfa_ms": _ms(c.ttfa_s),
         "tpot_ms": _ms(c.tpot_s),
         "e2e_ms": _ms(c.e2e_s),
         "itl_ms": [_ms(x) for x in c.itl_s],
         "prompt_tokens": c.prompt_tokens,
         "completion_tokens": c.completion_tokens,
+        "reasoning_tokens": c.reasoning_tokens,
         "finish_reason": c.finish_reason,
         "token_ids": c.token_ids,
         "error": redact(error) if error else None,
@@ -148,13 +173,21 @@ def make_record(
 
 
 def rescore(case: Case, sample: Sample, stored: Record) -> Record:
-    """A stored record, scored again with the case's current metrics; marked reused."""
+    """A stored record, scored again from its raw answer with the case's current
+    metrics and reasoning tags; marked reused. (A store of an earlier version has
+    no ``raw_answer``: its ``answer`` is the raw text.)"""
     record = stored.copy()
+    raw = stored.get("raw_answer")
+    if raw is None:
+        raw = stored["answer"]
+    scored = answer_to_score(raw or "", case.reasoning_tags)
+    if raw is not None:
+        record["answer"], record["raw_answer"] = scored, raw
     scores: dict[str, float | None] = {}
     stats: dict[str, dict[str, float]] = {}
     for name in case.task.metrics:
         m = metric(name)
-        s = m.stats(stored["answer"] or "", sample.reference)
+        s = m.stats(scored, sample.reference)
         stats[name], scores[name] = s, m.value(s)
     record["case_id"], record["launcher"] = case.id, case.launcher
     record["reference"], record["category"] = sample.reference, sample.category
@@ -240,6 +273,7 @@ def summarize_case(
     info: CaseInfo = case_info or {}
     ok = [r for r in records if not r["error"]]
     ttft = [r["ttft_ms"] for r in ok if r["ttft_ms"] is not None]
+    ttfa = [t for r in ok if (t := r.get("ttfa_ms")) is not None]
     e2e = [r["e2e_ms"] for r in ok if r["e2e_ms"] is not None]
     tpot = [r["tpot_ms"] for r in ok if r["tpot_ms"] is not None]
     # Rates over the time requests were in flight, so the gap between a run and
@@ -269,6 +303,7 @@ def summarize_case(
         "ttft_p90_ms": p(ttft, 90),
         "ttft_p95_ms": p(ttft, 95),
         "ttft_p99_ms": p(ttft, 99),
+        "ttfa_p50_ms": p(ttfa, 50),
         "e2e_p50_ms": p(e2e, 50),
         "e2e_p95_ms": p(e2e, 95),
         "e2e_p99_ms": p(e2e, 99),

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import platform
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -365,9 +366,12 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> s
             {
                 "case_id": case.id,
                 "model source": case.model.source,
+                "model revision": server.get("model_revision")
+                or ("(external endpoint)" if case.model.endpoint else "(not started here)"),
+                "recipe": server.get("recipe") or "(none)",
                 "backend": case.backend,
                 "launcher": case.launcher,
-                "server args": " ".join(case.model.server_args) or "(none)",
+                "server argv": _argv(server.get("command")),
                 "server packages": packages or "(unknown)",
                 "task data": case.task.data,
                 "dataset sha256": dataset_hash(plan, case),
@@ -376,6 +380,13 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> s
     lines += _table(list(prov[0]) if prov else [], prov)
     lines.append("")
     return "\n".join(lines)
+
+
+def _argv(command: object) -> str:
+    """A server's argv from its provenance, shell-quoted."""
+    if not isinstance(command, list) or not command:
+        return "(not started here)"
+    return shlex.join(str(word) for word in command)
 
 
 def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[CaseRow]:

@@ -14,7 +14,7 @@ one test) in answers.csv, the store, the report and JUnit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pytest
 from . import registry
 from .backends.base import Backend
 from .cases import Plan
+from .chat_request import chat_body
 from .client import Completion, StreamError, stream_chat
 from .collect import USER_CASE
 from .config import RESERVED_REQUEST_FIELDS, Case, ModelSpec, TaskSpec
@@ -32,7 +33,6 @@ from .errors import ConfigError, SampleError, ServerError
 from .images import image_data_url
 from .launchers.base import default_launcher, load_launcher
 from .models import check_source
-from .reasoning import remove_reasoning
 from .records import Record, make_record
 from .runner import Runtime
 from .settings import Settings
@@ -49,16 +49,24 @@ USER_RECORDS = pytest.StashKey[list[Record]]()
 
 @dataclass(frozen=True)
 class Reply:
-    """One answer of the served model, with its timing (milliseconds)."""
+    """One answer of the served model, with its timing (milliseconds).
+
+    ``text`` is made as a CSV case's scored ``answer`` is
+    (:func:`reasoning.answer_to_score` with the default reasoning tags);
+    reasoning the server streams apart is in ``reasoning``, never in the texts.
+    """
 
     text: str  #: the answer with reasoning blocks removed, stripped
-    raw_text: str  #: the whole output as the server sent it
+    raw_text: str  #: the answer text as the server sent it (``content``)
     prompt_tokens: int | None
     completion_tokens: int | None
-    ttft_ms: float | None
+    ttft_ms: float | None  #: first token of any kind (reasoning or answer)
     tpot_ms: float | None
     e2e_ms: float | None
     finish_reason: str | None
+    reasoning: str = ""  #: reasoning streamed apart from the answer (``delta.reasoning``)
+    ttfa_ms: float | None = None  #: first answer token, after such reasoning
+    reasoning_tokens: int | None = None  #: as the server's ``usage`` reports them
 
 
 def marker_args(item: pytest.Item) -> tuple[str, str, str | None] | None:
@@ -250,24 +258,27 @@ class Chat:
         self.runtime.store_record(record, record_key(case, sample))
         self.records.append(record)
         self.item.stash[USER_RECORDS] = self.records
-        for name in ("ttft_ms", "tpot_ms", "e2e_ms", "completion_tokens"):
-            value = record[name]
+        fields: Mapping[str, object] = record
+        for name in ("ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms", "completion_tokens"):
+            value = fields.get(name)
             self.item.user_properties.append(
                 (f"{sample_id} {name}", "" if value is None else value)
             )
         if error:
             pytest.fail(f"vlmhb_chat ({case.model.name} on {case.backend}): {error}", pytrace=False)
         assert completion is not None
-        raw = record["answer"] or ""
         return Reply(
-            text=remove_reasoning(raw),
-            raw_text=raw,
+            text=record["answer"] or "",
+            raw_text=record.get("raw_answer") or "",
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             ttft_ms=record["ttft_ms"],
             tpot_ms=record["tpot_ms"],
             e2e_ms=record["e2e_ms"],
             finish_reason=completion.finish_reason,
+            reasoning=record.get("reasoning") or "",
+            ttfa_ms=record.get("ttfa_ms"),
+            reasoning_tokens=completion.reasoning_tokens,
         )
 
     def _ask(
@@ -280,14 +291,7 @@ class Chat:
                 *_image_parts(images, self.item.path.parent),
                 {"type": "text", "text": prompt},
             ]
-            body = {
-                "model": server.served_name,
-                "messages": [{"role": "user", "content": content}],
-                "max_tokens": case.max_tokens,
-                "temperature": case.temperature,
-                **backend.request_extras(),
-                **case.request_params,
-            }
+            body = chat_body(case, server.served_name, backend, content)
             future = self.runtime.event_loop().submit(
                 _send(
                     server.base_url + "/chat/completions",

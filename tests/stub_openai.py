@@ -38,6 +38,14 @@ class StubScript:
     #: Answer only the first ``hold_from`` chat requests at once; later ones get
     #: no response at all until ``release()`` (a server stuck mid-run, on cue).
     hold_from: int | None = None
+    #: Reasoning streamed apart before the answer (in ``chunk_chars`` pieces), in
+    #: the delta field ``reasoning_field`` (vLLM: ``reasoning``; SGLang: ``reasoning_content``).
+    reasoning: str = ""
+    reasoning_field: str = "reasoning"
+    #: Pause between the last reasoning chunk and the first answer chunk.
+    answer_delay_s: float = 0.0
+    #: Sent as ``usage.completion_tokens_details`` when not None.
+    completion_tokens_details: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -102,6 +110,16 @@ def make_app(script: StubScript) -> web.Application:
         with_ids = bool(body.get("return_token_ids"))
         if script.withheld_first_token:
             pieces.insert(0, "")
+        thoughts = [
+            script.reasoning[i : i + script.chunk_chars]
+            for i in range(0, len(script.reasoning), script.chunk_chars)
+        ]
+        for n, thought in enumerate(thoughts):
+            if n:
+                await asyncio.sleep(script.chunk_delay_s)
+            await send({"choices": [{"index": 0, "delta": {script.reasoning_field: thought}}]})
+        if thoughts:
+            await asyncio.sleep(script.answer_delay_s)
         for n, piece in enumerate(pieces):
             if n:
                 await asyncio.sleep(script.chunk_delay_s)
@@ -111,16 +129,15 @@ def make_app(script: StubScript) -> web.Application:
             await send({"choices": [choice]})
         await send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if script.send_usage:
-            await send(
-                {
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": 7,
-                        "completion_tokens": len(pieces),
-                        "total_tokens": 7 + len(pieces),
-                    },
-                }
-            )
+            generated = len(pieces) + len(thoughts)
+            usage: dict[str, Any] = {
+                "prompt_tokens": 7,
+                "completion_tokens": generated,
+                "total_tokens": 7 + generated,
+            }
+            if script.completion_tokens_details is not None:
+                usage["completion_tokens_details"] = script.completion_tokens_details
+            await send({"choices": [], "usage": usage})
         await resp.write(b"data: [DONE]\n\n")
         return resp
 

@@ -7,6 +7,12 @@ the reference harness (lmms-eval v0.7.2+, commit 75571cfe, for the VQA sets;
 CC-OCR for KIE). Presets register under the ``vlmhb.presets`` entry point
 group, like task types; :class:`TypeLayout` is the adapter of a plain
 ``hf:``/``parquet:`` source whose columns already carry the manifest names.
+
+A preset's answers are scored on lmms-eval's path from generated text to
+score (:func:`reasoning.answer_to_score`: reasoning removal with the case's
+``reasoning_tags``, then the whole-answer strip of its ``process_results``),
+then its metric; tests/unit/test_lmms_eval_pipeline_parity.py checks every
+registered preset against lmms-eval's own code, sample by sample.
 """
 
 from __future__ import annotations

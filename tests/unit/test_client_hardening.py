@@ -169,7 +169,7 @@ ACCEPTED: dict[str, tuple[Script, dict[str, Any]]] = {
         stream(ev({**tok("ab"), "usage": None})),
         {"text": "ab", "completion_tokens": 2},
     ),
-    "extra fields and reasoning_content ignored": (
+    "extra fields ignored, reasoning_content kept apart": (
         stream(
             ev(
                 {
@@ -186,7 +186,41 @@ ACCEPTED: dict[str, tuple[Script, dict[str, Any]]] = {
                 }
             )
         ),
-        {"text": "ab"},
+        {"text": "ab", "reasoning": "r"},
+    ),
+    "vLLM reasoning deltas before the answer": (
+        stream(
+            ev({"choices": [{"index": 0, "delta": {"reasoning": "th"}}]}),
+            ev({"choices": [{"index": 0, "delta": {"reasoning": "ink", "content": None}}]}),
+            *AB_CD,
+        ),
+        {"text": "abcd", "reasoning": "think"},
+    ),
+    "both reasoning names with the same text: taken once": (
+        stream(ev({"choices": [{"delta": {"reasoning": "r", "reasoning_content": "r"}}]}), *AB_CD),
+        {"text": "abcd", "reasoning": "r"},
+    ),
+    "reasoning_tokens in usage details": (
+        stream(
+            *AB_CD,
+            tail=(
+                usage(
+                    completion_tokens=2,
+                    completion_tokens_details={"reasoning_tokens": 1, "audio_tokens": 0},
+                ),
+            ),
+        ),
+        {"completion_tokens": 2, "reasoning_tokens": 1},
+    ),
+    "reasoning_tokens null, details null": (
+        stream(
+            *AB_CD,
+            tail=(
+                usage(completion_tokens=2, completion_tokens_details={"reasoning_tokens": None}),
+                usage(completion_tokens=2, completion_tokens_details=None),
+            ),
+        ),
+        {"completion_tokens": 2, "reasoning_tokens": None},
     ),
     "prompt_tokens null": (
         stream(*AB_CD, tail=(usage(prompt_tokens=None, completion_tokens=2),)),
@@ -213,6 +247,22 @@ ACCEPTED: dict[str, tuple[Script, dict[str, Any]]] = {
             "finish_reason": "stop",
             "itl_s": [],
         },
+    ),
+    "non-stream JSON reply with reasoning apart": (
+        reply(
+            choices=[
+                {
+                    "index": 0,
+                    "message": {"content": "hello", "reasoning_content": "hmm"},
+                    "finish_reason": "stop",
+                }
+            ],
+            usage={
+                "completion_tokens": 3,
+                "completion_tokens_details": {"reasoning_tokens": 1},
+            },
+        ),
+        {"text": "hello", "reasoning": "hmm", "reasoning_tokens": 1},
     ),
     "non-stream JSON reply with charset": (
         Script([json.dumps(REPLY).encode()], content_type="application/json; charset=utf-8"),
@@ -283,6 +333,32 @@ REJECTED: dict[str, tuple[Script, str, str | None]] = {
         stream(*AB_CD, tail=(usage(prompt_tokens=-1, completion_tokens=2),)),
         r"usage\.prompt_tokens: Input should be greater than or equal to 0",
         "abcd",
+    ),
+    "reasoning_tokens a string": (
+        stream(
+            *AB_CD,
+            tail=(usage(completion_tokens=2, completion_tokens_details={"reasoning_tokens": "1"}),),
+        ),
+        r"usage\.completion_tokens_details\.reasoning_tokens: .*valid integer \(got \"1\"\)",
+        "abcd",
+    ),
+    "reasoning_tokens negative": (
+        stream(
+            *AB_CD,
+            tail=(usage(completion_tokens=2, completion_tokens_details={"reasoning_tokens": -1}),),
+        ),
+        r"reasoning_tokens: Input should be greater than or equal to 0 \(got -1\)",
+        "abcd",
+    ),
+    "completion_tokens_details not an object": (
+        stream(*AB_CD, tail=(usage(completion_tokens=2, completion_tokens_details=[1]),)),
+        r"usage\.completion_tokens_details: Input should be an object",
+        "abcd",
+    ),
+    "reasoning a number": (
+        stream(ev(tok("ab")), ev({"choices": [{"delta": {"reasoning": 5}}]})),
+        r"choices\[0\]\.delta\.reasoning: Input should be a valid string \(got 5\)",
+        "ab",
     ),
     "a second choice in its own chunk": (
         stream(ev(tok("ab")), ev(tok("XY", index=1)), ev(tok("cd"))),
