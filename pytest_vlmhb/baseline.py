@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .columns import CASE_ID_COLUMNS, LATENCY_COLUMNS, CaseRow, Cell, case_cells
+from .columns import CASE_TEXT_COLUMNS, LATENCY_COLUMNS, CaseRow, Cell, case_cells
 from .csvfiles import read_config_text
 from .csvsafe import unescape_cell
 from .errors import ConfigError
@@ -77,7 +77,7 @@ def _numbers(row: Mapping[str, str], path: Path, line: int) -> dict[str, float]:
     """The numeric cells of one row; text where a number belongs is an error."""
     values: dict[str, float] = {}
     for column, cell in row.items():
-        if column in CASE_ID_COLUMNS or not cell:
+        if column in CASE_TEXT_COLUMNS or not cell:
             continue
         try:
             values[column] = finite_float(cell)

@@ -27,7 +27,7 @@ from .endpoint_headers import referenced_env
 from .errors import ConfigError
 from .gates import baseline_gates
 from .launchers.base import default_launcher, launcher_names, load_launcher
-from .models import check_model
+from .models import check_model, model_recipe
 from .numbers import finite_float, in_range
 from .redact import check_api_key_env
 from .shard import Split, config_hash, split_cases
@@ -427,6 +427,16 @@ def _with_image_limit(case: Case, images: int) -> Case:
     )
 
 
+def _with_recipe_stops(case: Case) -> Case:
+    """The case with its recipe's ``stop_token_ids`` in every request (vLLM and
+    SGLang take them per request only), unless ``request_params`` sets its own."""
+    recipe = model_recipe(case.model)
+    if recipe is None or not recipe.stop_token_ids or "stop_token_ids" in case.request_params:
+        return case
+    params = {**case.request_params, "stop_token_ids": list(recipe.stop_token_ids)}
+    return case.model_copy(update={"request_params": params})
+
+
 def finish_plan(
     settings: Settings, draft: Draft, launchers: Mapping[str, str] | None = None
 ) -> Plan:
@@ -476,7 +486,9 @@ def finish_plan(
         )
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
     return Plan(
-        cases=tuple(_with_image_limit(case, images[case.server_key]) for case in cases),
+        cases=tuple(
+            _with_recipe_stops(_with_image_limit(case, images[case.server_key])) for case in cases
+        ),
         samples=samples,
         baseline=baseline,
         models=draft.models,

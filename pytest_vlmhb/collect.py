@@ -19,11 +19,14 @@ GATE_FIXTURE = "vlmhb_gate"
 
 # user_properties written per sample (they reach JUnit XML as <property>)
 _PROPERTIES = (
+    "raw_answer",
     "ttft_ms",
+    "ttfa_ms",
     "tpot_ms",
     "e2e_ms",
     "prompt_tokens",
     "completion_tokens",
+    "reasoning_tokens",
     "finish_reason",
 )
 
@@ -186,7 +189,7 @@ class SampleCheck:
             props.append((name, "" if score is None else score))
         fields: Mapping[str, object] = record
         for name in _PROPERTIES:
-            value = fields[name]
+            value = fields.get(name)  # a record of an earlier version may lack one
             props.append((name, "" if value is None else value))
         if record["error"]:
             props.append(("error", record["error"]))

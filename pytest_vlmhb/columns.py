@@ -33,6 +33,14 @@ class CaseIds(TypedDict):
     launcher: str
 
 
+class CaseModel(TypedDict):
+    """Which weights served the case: a hub commit, ``sha256:<16 hex>`` of a model
+    folder, ``builtin:<name>-<hash>``; None for an external endpoint or a case
+    whose server did not start here."""
+
+    model_revision: str | None
+
+
 class CaseCounts(TypedDict):
     n: int
     errors: int
@@ -74,11 +82,14 @@ class CaseServer(TypedDict):
     server_max_running: float | None
 
 
-class CaseRow(CaseIds, CaseCounts, CaseScores, CasePerf, CaseServer):
+class CaseRow(CaseIds, CaseModel, CaseCounts, CaseScores, CasePerf, CaseServer):
     """One metrics.csv row; the keys in declaration order are the columns."""
 
 
 CASE_ID_COLUMNS = tuple(CaseIds.__annotations__)
+CASE_MODEL_COLUMNS = tuple(CaseModel.__annotations__)
+#: metrics.csv's text columns (every other one holds a number or nothing).
+CASE_TEXT_COLUMNS = (*CASE_ID_COLUMNS, *CASE_MODEL_COLUMNS)
 CASE_COUNT_COLUMNS = tuple(CaseCounts.__annotations__)
 CASE_PERF_COLUMNS = tuple(CasePerf.__annotations__)
 CASE_SERVER_COLUMNS = tuple(CaseServer.__annotations__)
@@ -147,4 +158,4 @@ def case_cells(row: CaseRow) -> dict[str, Cell]:
 
 def gateable_columns(metric_names: Iterable[str]) -> list[str]:
     """Columns a ``min_``/``max_`` threshold may name for a case."""
-    return [c for c in case_columns(metric_names) if c not in CASE_ID_COLUMNS]
+    return [c for c in case_columns(metric_names) if c not in CASE_TEXT_COLUMNS]

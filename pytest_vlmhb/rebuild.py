@@ -12,15 +12,23 @@ from pathlib import Path
 from .cases import Plan
 from .config import Case
 from .gates import gate_result
+from .reasoning import answer_to_score
 from .records import Record, metric
 from .report import RunResults
 from .store import StoreContents, load_store, record_key
 from .tasks.manifest import Sample
 
 
+def _scored_text(case: Case, record: Record) -> str:
+    raw = record.get("raw_answer")
+    return answer_to_score((record["answer"] if raw is None else raw) or "", case.reasoning_tags)
+
+
 def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
     """A stored record placed in ``case``; a metric it has no stats for (the case's
-    metrics changed since) is scored from the stored answer, as ``--vlmhb-resume`` does."""
+    metrics changed since) is scored from the raw answer, as ``--vlmhb-resume`` does
+    (reasoning removed, then stripped; a store of an earlier version keeps the raw
+    text in ``answer``)."""
     record = stored.copy()
     record["case_id"], record["sample_id"], record["launcher"] = (case.id, sample.id, case.launcher)
     missing = [
@@ -33,7 +41,7 @@ def _as_case_record(case: Case, sample: Sample, stored: Record) -> Record:
             s = (
                 m.worst_stats(sample.reference)
                 if record["error"]
-                else m.stats(record["answer"] or "", sample.reference)
+                else m.stats(_scored_text(case, record), sample.reference)
             )
             stats[name], scores[name] = s, m.value(s)
         record["stats"], record["scores"] = stats, scores

@@ -291,6 +291,7 @@ def summarize_case(
         "task": case.task.name,
         "backend": case.backend,
         "launcher": case.launcher,
+        "model_revision": _model_revision(info),
         "n": len(records),
         "errors": len(records) - len(ok),
         "retries": sum(r.get("retries") or 0 for r in records),
@@ -319,6 +320,12 @@ def summarize_case(
         "server_mean_batch": _round(info.get("server_mean_batch"), 2),
         "server_max_running": info.get("server_max_running"),
     }
+
+
+def _model_revision(info: CaseInfo) -> str | None:
+    """The served weights' revision from the server's provenance (None: unknown)."""
+    revision = info.get("server", {}).get("model_revision")
+    return revision if isinstance(revision, str) and revision else None
 
 
 def token_mismatch(row: CaseRow) -> str | None:

@@ -14,7 +14,7 @@ one test) in answers.csv, the store, the report and JUnit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from .config import RESERVED_REQUEST_FIELDS, Case, ModelSpec, TaskSpec
 from .errors import ConfigError, SampleError, ServerError
 from .images import image_data_url
 from .launchers.base import default_launcher, load_launcher
-from .models import check_source
+from .models import check_model
 from .records import Record, make_record
 from .runner import Runtime
 from .settings import Settings
@@ -120,10 +120,7 @@ def _user_case(
         )
     try:
         registry.load(registry.BACKENDS, backend, column="backend")
-        if not model.endpoint:
-            check_source(
-                model.source, model.base_dir, file=model.source_file, line=model.source_line
-            )
+        check_model(model)  # source, recipe and remote code, as for CSV cases
     except ConfigError as exc:
         raise pytest.UsageError(f"{where}: vlmhb_model: {exc}") from None
     module = item.path.resolve()
@@ -162,6 +159,10 @@ def _user_case(
     )
 
 
+#: Images per request a server that serves user tests allows at least.
+USER_TEST_IMAGES = 8
+
+
 def add_user_cases(
     items: Sequence[pytest.Item], plan: Plan, settings: Settings, rootpath: Path
 ) -> Plan:
@@ -183,7 +184,26 @@ def add_user_cases(
         item.add_marker(pytest.mark.xdist_group(case.xdist_group))
     if len(cases) == len(plan.cases):
         return plan
-    return replace(plan, cases=tuple(cases.values()), samples=samples)
+    return replace(plan, cases=_with_user_image_limits(cases.values(), plan), samples=samples)
+
+
+def _with_user_image_limits(cases: Iterable[Case], plan: Plan) -> tuple[Case, ...]:
+    """Cases whose server also serves user tests allow at least
+    :data:`USER_TEST_IMAGES` images per request (a user test's count is unknown
+    until it runs), unless models.csv sets ``limit_mm_per_prompt``."""
+    cases = tuple(cases)
+    shared = {c.server_key for c in cases if c.task.type == USER_TASK}
+
+    def widened(case: Case) -> Case:
+        own = plan.models.get(case.model.name)
+        if case.server_key not in shared or (own and own.limit_mm_per_prompt is not None):
+            return case
+        limit = max(case.model.limit_mm_per_prompt or 1, USER_TEST_IMAGES)
+        return case.model_copy(
+            update={"model": case.model.model_copy(update={"limit_mm_per_prompt": limit})}
+        )
+
+    return tuple(widened(case) for case in cases)
 
 
 def with_user_case(plan: Plan, case: Case) -> Plan:

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 
 from pytest_vlmhb.client import Completion
 from pytest_vlmhb.columns import (
-    CASE_ID_COLUMNS,
+    CASE_TEXT_COLUMNS,
     METRICS_KEY,
     CaseRow,
     answer_cells,
@@ -59,8 +59,9 @@ def test_summarize_case_fills_exactly_the_typed_row() -> None:
     assert set(row) == set(CaseRow.__annotations__)
     assert list(row["metrics"]) == ["cer", "wer"]
     assert gateable_columns(["cer", "wer"]) == [
-        c for c in case_columns(["cer", "wer"]) if c not in CASE_ID_COLUMNS
+        c for c in case_columns(["cer", "wer"]) if c not in CASE_TEXT_COLUMNS
     ]
+    assert "model_revision" not in gateable_columns(["cer"])  # text, not a figure
 
 
 def test_answers_csv_header_is_record_fields_and_scores(tmp_path: Path) -> None:
