@@ -178,3 +178,91 @@ def ccocr_kie(root: Path, rows: Sequence[tuple[str, str, dict[str, Any]]]) -> Pa
         "l2-category": _value(),
     }
     return write(root / "kie" / "test-00000-of-00001.parquet", columns, features)
+
+
+def _pages(prefix: str, pages: Sequence[bytes | None], count: int = 20) -> dict[str, list[Any]]:
+    """``<prefix>1`` .. ``<prefix>20`` of one row: the pages given, then nulls."""
+    padded = [*pages, *([None] * (count - len(pages)))]
+    return {
+        f"{prefix}{i}": [_image(raw) if raw is not None else None]
+        for i, raw in enumerate(padded, 1)
+    }
+
+
+def _merge(rows: Sequence[dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    return {key: [value for row in rows for value in row[key]] for key in rows[0]}
+
+
+def mp_docvqa(
+    root: Path,
+    rows: Sequence[tuple[str, str, list[str], int, Sequence[bytes | None]]],
+    *,
+    split: str = "val",
+    answers_text: Sequence[str] | None = None,
+) -> Path:
+    """lmms-lab/MP-DocVQA: (questionId, question, answers, answer_page_idx, pages).
+
+    Every column a string as on the hub (``answers`` the ``str()`` of a Python list,
+    or ``answers_text``), ``image_1`` .. ``image_20`` Images, null past the pages."""
+    texts = answers_text or [str(r[2]) for r in rows]
+    per_row = [
+        {
+            "questionId": [r[0]],
+            "question": [r[1]],
+            "doc_id": [f"doc{i}"],
+            "page_ids": [str([f"doc{i}_p{p}" for p in range(len(r[4]))])],
+            "answers": [texts[i]],
+            "answer_page_idx": [str(r[3])],
+            "data_split": [split],
+            **_pages("image_", r[4]),
+        }
+        for i, r in enumerate(rows)
+    ]
+    features = {
+        name: _value()
+        for name in (
+            "questionId",
+            "question",
+            "doc_id",
+            "page_ids",
+            "answers",
+            "answer_page_idx",
+            "data_split",
+        )
+    } | {f"image_{i}": _image_feature() for i in range(1, 21)}
+    return write(root / "data" / f"{split}-00000-of-00001.parquet", _merge(per_row), features)
+
+
+def slidevqa(
+    root: Path,
+    rows: Sequence[tuple[int, str, str | None, Sequence[bytes | None]]],
+    *,
+    split: str = "val",
+) -> Path:
+    """NTT-hil-insight/SlideVQA: (qa_id, question, answer or None, pages); ``page_1`` ..
+    ``page_20`` Images (null past the deck's pages), with the deck and evidence columns."""
+    per_row = [
+        {
+            "qa_id": [r[0]],
+            "deck_name": [f"deck-{r[0]}"],
+            "deck_url": [f"https://example.invalid/deck-{r[0]}"],
+            "question": [r[1]],
+            "answer": [r[2]],
+            "arithmetic_expression": [None],
+            "evidence_pages": [[1]],
+            **_pages("page_", r[3]),
+        }
+        for r in rows
+    ]
+    import datasets
+
+    features = {
+        "qa_id": _value("int64"),
+        "deck_name": _value(),
+        "deck_url": _value(),
+        "question": _value(),
+        "answer": _value(),
+        "arithmetic_expression": _value(),
+        "evidence_pages": datasets.Sequence(datasets.Value("int64")),
+    } | {f"page_{i}": _image_feature() for i in range(1, 21)}
+    return write(root / "data" / f"{split}-00000-of-00001.parquet", _merge(per_row), features)

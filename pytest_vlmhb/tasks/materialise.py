@@ -1,4 +1,9 @@
-"""A dataset split -> a JSONL manifest plus one image file per row, in the cache.
+"""A dataset split -> a JSONL manifest plus its image files, in the cache.
+
+A row of a single-image layout gets one ``image``; a row of a multi-image
+layout (``Layout.image_columns``) an ``images`` list: its non-null cells in
+column order, as the layout turns them into files (as they are, or packed into
+grids).
 
 Rows are read one at a time (images undecoded by ``datasets``, then checked
 one by one with Pillow), so memory stays bounded whatever the split's size.
@@ -12,97 +17,99 @@ layout is a ConfigError naming dataset, split, row and column.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import io
 import json
-import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from PIL import Image
 
 from ..errors import ConfigError
+from .cells import CellError, image_bytes, image_extension, per_cell
 from .hub import DataSource, open_split
 from .presets import Layout, RowError
 
 #: Bump when the folder format changes.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.jsonl"
-_EXTENSIONS = {
-    "PNG": "png",
-    "JPEG": "jpg",
-    "WEBP": "webp",
-    "GIF": "gif",
-    "BMP": "bmp",
-    "TIFF": "tiff",
-}
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60]
 
 
-def _image_bytes(value: Any) -> bytes:
-    """The encoded image of a cell: an Image feature dict, raw bytes, or base64 text."""
-    if isinstance(value, Mapping):
-        if value.get("bytes"):
-            return bytes(value["bytes"])
-        if value.get("path") and os.path.isfile(value["path"]):
-            return Path(value["path"]).read_bytes()
-        raise ValueError("the image cell holds neither bytes nor a readable path")
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    if isinstance(value, str) and value:
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("the image cell is text but not base64") from None
-    raise ValueError(f"the image cell is {type(value).__name__}, not an image")
-
-
-def _check_image(raw: bytes) -> str:
-    """The file extension of a decodable image; raises on one that does not decode."""
-    with Image.open(io.BytesIO(raw)) as img:
-        fmt = img.format or ""
-        img.load()
-    return _EXTENSIONS.get(fmt, fmt.lower() or "bin")
-
-
-def _rows(dataset: Any, image_column: str) -> Iterator[dict[str, Any]]:
-    """Rows one at a time, with the image column left encoded."""
+def _rows(dataset: Any, image_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Rows one at a time, with the image columns left encoded."""
     import datasets
 
-    feature = dataset.features.get(image_column)
-    if isinstance(feature, datasets.Image) and feature.decode:
-        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    for column in image_columns:
+        feature = dataset.features.get(column)
+        if isinstance(feature, datasets.Image) and feature.decode:
+            dataset = dataset.cast_column(column, datasets.Image(decode=False))
     yield from dataset
 
 
 def _check_columns(dataset: Any, source: DataSource, layout: Layout) -> None:
     have = set(dataset.column_names)
-    for column in (layout.image_column, *layout.columns):
+    needed = (*layout.all_image_columns, *layout.columns)
+    for column in needed:
         if column not in have:
             raise ConfigError(
                 f"{source.label}, split {source.split!r}: missing column "
-                f"{column!r} (the layout {layout.key!r} needs "
-                f"{', '.join((layout.image_column, *layout.columns))})",
+                f"{column!r} (the layout {layout.key!r} needs {', '.join(needed)})",
                 column=column,
                 allowed=sorted(have),
             )
 
 
+def _add_image(
+    record: dict[str, Any], row: Any, layout: Layout, out: Path, index: int, where: str
+) -> None:
+    """One ``image`` file (single-image layouts)."""
+    try:
+        raw = image_bytes(row.get(layout.image_column))
+        ext = image_extension(raw)
+    except Exception as exc:  # Pillow raises many types for a bad image
+        record["image"] = f"images/{index:07d}.undecodable"
+        record["image_error"] = f"{where}: image does not decode ({type(exc).__name__}: {exc})"
+    else:
+        record["image"] = f"images/{index:07d}.{ext}"
+        (out / record["image"]).write_bytes(raw)
+
+
+def _add_images(
+    record: dict[str, Any], row: Any, layout: Layout, out: Path, index: int, where: str
+) -> None:
+    """The ``images`` files of a multi-image layout, in column order."""
+    try:
+        cells = [(c, row.get(c)) for c in layout.image_columns if row.get(c) is not None]
+        if not cells:
+            first, last = layout.image_columns[0], layout.image_columns[-1]
+            raise ValueError(f"no image in {first} .. {last}")
+        raws = per_cell(cells, image_bytes)
+        files = layout.image_files([(c, raw) for (c, _), raw in zip(cells, raws, strict=True)])
+    except Exception as exc:  # Pillow raises many types for a bad image
+        what = str(exc) if isinstance(exc, CellError) else f"{type(exc).__name__}: {exc}"
+        record["images"] = [f"images/{index:07d}.undecodable"]
+        record["image_error"] = f"{where}: images do not decode ({what})"
+        return
+    names = []
+    for number, (raw, ext) in enumerate(files, start=1):
+        names.append(f"images/{index:07d}-{number:02d}.{ext}")
+        (out / names[-1]).write_bytes(raw)
+    record["images"] = names
+
+
 def _write(dataset: Any, source: DataSource, layout: Layout, out: Path) -> int:
     (out / "images").mkdir(parents=True)
+    add = _add_images if layout.image_columns else _add_image
     written = 0
     seen: dict[str, int] = {}
     with (out / MANIFEST).open("w", encoding="utf-8") as sink:
-        for index, row in enumerate(_rows(dataset, layout.image_column)):
+        for index, row in enumerate(_rows(dataset, layout.all_image_columns)):
             if not layout.accepts(row):
                 continue
             where = f"{source.label}, split {source.split!r}, row {index}"
@@ -115,17 +122,7 @@ def _write(dataset: Any, source: DataSource, layout: Layout, out: Path) -> int:
             if record["id"] in seen:
                 record["id"] = f"{record['id']}#{index}"  # keep ids unique, stay traceable
             seen[record["id"]] = index
-            try:
-                raw = _image_bytes(row.get(layout.image_column))
-                ext = _check_image(raw)
-            except Exception as exc:  # Pillow raises many types for a bad image
-                record["image"] = f"images/{index:07d}.undecodable"
-                record["image_error"] = (
-                    f"{where}: image does not decode ({type(exc).__name__}: {exc})"
-                )
-            else:
-                record["image"] = f"images/{index:07d}.{ext}"
-                (out / record["image"]).write_bytes(raw)
+            add(record, row, layout, out, index, where)
             sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             written += 1
     return written

@@ -3,9 +3,9 @@
 A preset names where a public benchmark lives on the Hugging Face hub, which
 columns hold the sample id, image, question and references, which column
 gives the sub-score category, and the prompt, ``max_tokens`` and metrics of
-the reference harness (lmms-eval v0.7.2+, commit 75571cfe, for the VQA sets;
-CC-OCR for KIE). Presets register under the ``vlmhb.presets`` entry point
-group, like task types; :class:`TypeLayout` is the adapter of a plain
+the reference harness (lmms-eval v0.7.2+, commit 75571cfe, for the VQA sets
+and the multi-page ones; CC-OCR for KIE). Presets register under the
+``vlmhb.presets`` entry point group, like task types; :class:`TypeLayout` is the adapter of a plain
 ``hf:``/``parquet:`` source whose columns already carry the manifest names.
 
 A preset's answers are scored on lmms-eval's path from generated text to
@@ -17,13 +17,17 @@ registered preset against lmms-eval's own code, sample by sample.
 
 from __future__ import annotations
 
+import ast
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from .. import registry
 from ..errors import ConfigError
 from .base import TaskType
+from .cells import decode_rgb, image_extension, per_cell, png
+from .grids import concat_images
 
 PRESET_PREFIX = "preset:"
 
@@ -42,9 +46,22 @@ class Layout:
     #: Identifies the mapping in the materialised cache key.
     key: str
     image_column: str = "image"
-    #: Columns every row needs besides the image.
+    #: A multi-image layout's columns, in order: a row's non-null cells become the
+    #: sample's ``images`` (see :meth:`image_files`); empty: the one ``image_column``.
+    image_columns: tuple[str, ...] = ()
+    #: Columns every row needs besides the image(s).
     columns: tuple[str, ...] = ()
     category_column: str | None = None
+
+    @property
+    def all_image_columns(self) -> tuple[str, ...]:
+        return self.image_columns or (self.image_column,)
+
+    def image_files(self, cells: Sequence[tuple[str, bytes]]) -> list[tuple[bytes, str]]:
+        """The files (bytes, extension) a multi-image row sends, from its non-null
+        (column, encoded image) cells in order: each as it is, checked by decoding it.
+        Raises (``CellError`` naming the column) on one that does not decode."""
+        return per_cell(cells, lambda raw: (raw, image_extension(raw)))
 
     def accepts(self, row: Mapping[str, Any]) -> bool:
         """False for rows of the split that are not part of this benchmark."""
@@ -209,6 +226,114 @@ class OCRBench(Preset):
             "answers": _text_list(row, "answer"),
             "dataset": _text(row, "dataset"),
         }
+
+
+#: Sub-score categories of multi-page questions: where the evidence page lies.
+FIRST, MIDDLE, LAST = "evidence:first", "evidence:middle", "evidence:last"
+
+
+def evidence_category(page: int, n_pages: int) -> str:
+    """``evidence:first``/``middle``/``last``: where a 1-based page lies in its document."""
+    if page == 1:
+        return FIRST
+    return LAST if page == n_pages else MIDDLE
+
+
+class MPDocVQAVal(Preset):
+    """MP-DocVQA validation as lmms-eval's ``multidocvqa_val``.
+
+    ``lmms_eval/tasks/multidocvqa/multidocvqa_val.yaml`` and ``utils.py`` (commit
+    75571cfe): the non-null ``image_1`` .. ``image_20`` in order are the sample's
+    ``images``; ``answers`` is a string holding a Python list (read with
+    ``ast.literal_eval``); prompt ``{question}`` + the default post_prompt;
+    ``max_new_tokens`` 32; the task's own ANLS and accuracy. ``answer_page_idx``
+    (0-based) becomes ``evidence_page`` and the ``evidence:*`` category.
+    """
+
+    name = "multidocvqa_val"
+    benchmark = "MP-DocVQA"
+    task_type = "docvqa"
+    repo = "lmms-lab-encoder/MP-DocVQA"  # lmms-eval's current dataset_path
+    mirrors = ("lmms-lab/MP-DocVQA",)  # its dataset_path before commit 4be7ee0e
+    split = "val"
+    size = 5187
+    image_columns = tuple(f"image_{i}" for i in range(1, 21))
+    columns = ("questionId", "question", "answers")
+    prompt = "{question}\nAnswer the question using a single word or phrase."
+    max_tokens = 32
+    metrics = ("mpdocvqa_anls", "mpdocvqa_accuracy")
+
+    def sample_id(self, row: Mapping[str, Any], index: int) -> str:
+        value = row.get("questionId")
+        if value is None:
+            raise RowError("questionId", "missing")
+        return str(value)
+
+    def fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        text = _text(row, "answers")
+        try:
+            answers = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise RowError("answers", f"not a Python literal: {text[:80]!r}") from None
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise RowError("answers", f"not a list of strings: {text[:80]!r}")
+        if not answers:
+            raise RowError("answers", "an empty list (lmms-eval fails on it too)")
+        out: dict[str, Any] = {"question": _text(row, "question"), "answers": answers}
+        pages = sum(row.get(c) is not None for c in self.image_columns)
+        try:
+            page = int(str(row.get("answer_page_idx"))) + 1
+        except ValueError:
+            return out
+        if 1 <= page <= pages:
+            out |= {"evidence_page": page, "category": evidence_category(page, pages)}
+        return out
+
+
+def _slidevqa_answer(value: Any) -> str:
+    """SlideVQA's answer as text; a missing one is ``not answerable`` (lmms-eval's
+    ``normalize_answer`` before it lower-cases and drops newlines)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "not answerable"
+    return str(value)
+
+
+class SlideVQAVal(Preset):
+    """SlideVQA validation as lmms-eval's ``slidevqa_val``.
+
+    ``lmms_eval/tasks/slidevqa/`` (commit 75571cfe): the non-null ``page_1`` ..
+    ``page_20`` in order, converted to RGB and packed into at most five grid
+    images of two columns (:func:`grids.concat_images`, written as PNG), are the
+    sample's ``images``; prompt ``{question}`` + the default post_prompt;
+    ``max_new_tokens`` 128; the task's ANLS, exact match and word F1 against the
+    one ``answer``. The dataset is gated (accept NTT's terms; ``HF_TOKEN``).
+    """
+
+    name = "slidevqa_val"
+    benchmark = "SlideVQA"
+    task_type = "docvqa"
+    repo = "NTT-hil-insight/SlideVQA"
+    split = "val"
+    size = 1652
+    image_columns = tuple(f"page_{i}" for i in range(1, 21))
+    columns = ("question", "answer")
+    prompt = "{question}\nAnswer using only the short answer, without explanation."
+    max_tokens = 128
+    metrics = ("slidevqa_anls", "slidevqa_em", "slidevqa_f1")
+
+    def sample_id(self, row: Mapping[str, Any], index: int) -> str:
+        value = row.get("qa_id")
+        return str(value) if value is not None else str(index)
+
+    def fields(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "question": _text(row, "question"),
+            "answers": [_slidevqa_answer(row.get("answer"))],
+        }
+
+    def image_files(self, cells: Sequence[tuple[str, bytes]]) -> list[tuple[bytes, str]]:
+        pages = per_cell(cells, decode_rgb)
+        return [(png(grid), "png") for grid in concat_images(pages)]
 
 
 #: CC-OCR's KIE instruction (the "basic prompt" of its README, verbatim), then the schema.

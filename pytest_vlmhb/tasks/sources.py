@@ -3,6 +3,7 @@ hub or parquet dataset (materialised into the cache), or a preset."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -13,9 +14,12 @@ from .hub import DataSource, HubUnreachable, is_dataset_source, parse_source
 from .materialise import materialise
 from .presets import Layout, TypeLayout, load_preset, preset_of_data
 from .synthetic import SYNTHETIC_VERSION, generate_synthetic_docs
+from .synthetic import TASK_TYPES as SYNTHETIC_TYPES
+from .synthetic_pdf import MULTIPAGE_VERSION, generate_multipage_docs
+from .synthetic_pdf import TASK_TYPES as MULTIPAGE_TYPES
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_DATASETS = ("synthetic-docs",)
+BUILTIN_DATASETS = ("synthetic-docs", "synthetic-multipage")
 
 
 def resolve_manifest(
@@ -47,7 +51,14 @@ def resolve_manifest(
                 f"unknown built-in dataset {name!r}",
                 allowed=[BUILTIN_PREFIX + n for n in BUILTIN_DATASETS],
             )
-        return synthetic_docs_dir(cache) / f"{task_type}.jsonl"
+        folder, types = _BUILTINS[name]
+        if task_type not in types:
+            raise ConfigError(
+                f"built-in dataset {data!r} has no {task_type!r} samples",
+                column="type",
+                allowed=list(types),
+            )
+        return folder(cache) / f"{task_type}.jsonl"
     path = Path(data)
     return path if path.is_absolute() else base_dir / path
 
@@ -60,6 +71,23 @@ def synthetic_docs_dir(cache: Path, n_per_type: int = 12) -> Path:
         with FileLock(str(out) + ".lock"):
             generate_synthetic_docs(out, n_per_type=n_per_type)
     return out
+
+
+def synthetic_multipage_dir(cache: Path, n_docs: int = 6) -> Path:
+    """Generate the built-in synthetic multi-page PDFs once into the cache."""
+    out = cache / "data" / f"synthetic-multipage-{MULTIPAGE_VERSION}-n{n_docs}"
+    if not (out / ".complete").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out) + ".lock"):
+            generate_multipage_docs(out, n_docs=n_docs)
+    return out
+
+
+#: Built-in dataset -> (its folder, generated on first use; the task types it serves).
+_BUILTINS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
+    "synthetic-docs": (synthetic_docs_dir, SYNTHETIC_TYPES),
+    "synthetic-multipage": (synthetic_multipage_dir, MULTIPAGE_TYPES),
+}
 
 
 def _preset_manifest(name: str, cache: Path) -> Path:

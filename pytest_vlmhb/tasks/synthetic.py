@@ -615,23 +615,23 @@ def _write_dataset(data: Dataset, root: Path, marker: str) -> None:
     (root / COMPLETE_MARKER).write_bytes(marker.encode("utf-8"))
 
 
-def generate_synthetic_docs(out_dir: Path, n_per_type: int = 12, seed: int = 0) -> None:
-    """Write images and one JSONL manifest per task type into ``out_dir``, atomically.
+def write_atomically(out_dir: Path, write: Callable[[Path], None]) -> None:
+    """Fill ``out_dir`` through ``write(staging_dir)``, then move it into place at once.
 
     Returns at once when ``out_dir`` holds a complete dataset (its ``.complete``
-    marker); refuses a non-empty ``out_dir`` without one.
+    marker, which ``write`` creates last); refuses a non-empty ``out_dir`` without
+    one. A crash leaves nothing behind; of two concurrent writers one wins.
     """
     out_dir = Path(out_dir)
     if (out_dir / COMPLETE_MARKER).exists():
         return
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists, is not empty and holds no complete dataset")
-    data = build_dataset(n_per_type, seed)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         staged = tmp / "data"  # created with normal permissions, unlike mkdtemp's 0o700
-        _write_dataset(data, staged, f"{SYNTHETIC_VERSION} n={n_per_type} seed={seed}\n")
+        write(staged)
         if out_dir.exists():
             out_dir.rmdir()  # empty (checked above)
         try:
@@ -641,6 +641,19 @@ def generate_synthetic_docs(out_dir: Path, n_per_type: int = 12, seed: int = 0) 
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def generate_synthetic_docs(out_dir: Path, n_per_type: int = 12, seed: int = 0) -> None:
+    """Write images and one JSONL manifest per task type into ``out_dir``, atomically.
+
+    Returns at once when ``out_dir`` holds a complete dataset (its ``.complete``
+    marker); refuses a non-empty ``out_dir`` without one.
+    """
+    if (Path(out_dir) / COMPLETE_MARKER).exists():
+        return
+    data = build_dataset(n_per_type, seed)
+    marker = f"{SYNTHETIC_VERSION} n={n_per_type} seed={seed}\n"
+    write_atomically(out_dir, lambda root: _write_dataset(data, root, marker))
 
 
 def main(argv: list[str] | None = None) -> int:

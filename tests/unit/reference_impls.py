@@ -783,3 +783,217 @@ def lmms_eval_docvqa_task(answers: list[str]) -> ConfigurableTaskScoring:
 def lmms_eval_kie_f1(payloads: list[dict[str, Any]]) -> float:
     """CC-OCR KIE's ``f1_score`` aggregate (``compute_track(results, "f1_score")``)."""
     return float(compute_track(payloads, key="f1_score"))
+
+
+# ---- multi-page presets (appended) ------------------------------------------------------
+# Sources: EvolvingLMMs-Lab/lmms-eval main at commit 75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3:
+# ``lmms_eval/tasks/multidocvqa/utils.py`` (multidocvqa_val: doc_to_text, doc_to_visual,
+# process_results, the ANLS / accuracy aggregations and their ``Evaluator``; the yaml's
+# default lmms_eval_specific_kwargs are below the blocks) and
+# ``lmms_eval/tasks/slidevqa/utils.py`` (slidevqa_val: grid packing, prompt, scoring).
+# Their ``levenshtein_distance`` is lmms_eval/api/metrics.py's, copied above.
+import ast
+import math
+from PIL import Image
+
+
+# ---- BEGIN verbatim: lmms-eval lmms_eval/tasks/multidocvqa/utils.py L10-44 ---------------
+# fmt: off
+def multidocvqa_doc_to_text(doc, lmms_eval_specific_kwargs):
+    question = doc["question"]
+    pre_prompt = lmms_eval_specific_kwargs["pre_prompt"]
+    post_prompt = lmms_eval_specific_kwargs["post_prompt"]
+
+    return f"{pre_prompt}{question}{post_prompt}"
+
+
+def multidocvqa_doc_to_visual(doc):
+    return [doc[f"image_{i}"].convert("RGB") for i in range(1, 21) if doc[f"image_{i}"] is not None]
+
+
+def multidocvqa_process_results(doc, results):
+    pred_answer = results[0]
+    answer = ast.literal_eval(doc["answers"])
+
+    return {"anls": {"questionId": int(doc["questionId"]), "answer": answer, "pred_answer": pred_answer}, "accuracy": {"questionId": int(doc["questionId"]), "answer": answer, "pred_answer": pred_answer}}
+
+
+def multidocvqa_aggregate_results_anls(results):
+    keys = {k for result in results for k in result}
+    results = {key: [result.get(key, None) for result in results] for key in keys}
+    evaluator = Evaluator(case_sensitive=False)
+    metric = evaluator.get_metrics(results["answer"], results["pred_answer"])
+
+    return sum(metric["anls"]) / len(metric["anls"])
+
+
+def multidocvqa_aggregate_results_accuracy(results):
+    keys = {k for result in results for k in result}
+    results = {key: [result.get(key, None) for result in results] for key in keys}
+    evaluator = Evaluator(case_sensitive=False)
+    metric = evaluator.get_metrics(results["answer"], results["pred_answer"])
+
+    return sum(metric["accuracy"]) / len(metric["accuracy"])
+# fmt: on
+# ---- END verbatim -----------------------------------------------------------------------
+
+
+# ---- BEGIN verbatim: lmms-eval lmms_eval/tasks/multidocvqa/utils.py L64-109 --------------
+# fmt: off
+class Evaluator:
+    def __init__(self, case_sensitive=False):
+        self.case_sensitive = case_sensitive
+        self.get_edit_distance = levenshtein_distance
+        self.anls_threshold = 0.5
+
+    def get_metrics(self, gt_answers, preds):
+        batch_accuracy = []
+        batch_anls = []
+        for batch_idx in range(len(preds)):
+            gt = [self._preprocess_str(gt_elm) for gt_elm in gt_answers[batch_idx]]
+            pred = self._preprocess_str(preds[batch_idx])
+
+            batch_accuracy.append(self._calculate_accuracy(gt, pred))
+            batch_anls.append(self._calculate_anls(gt, pred))
+
+        return {"accuracy": batch_accuracy, "anls": batch_anls}
+
+    def _preprocess_str(self, string):
+        if not self.case_sensitive:
+            string = string.lower()
+
+        return string.strip()
+
+    def _calculate_accuracy(self, gt, pred):
+        if pred == "none":
+            return 0
+
+        for gt_elm in gt:
+            if gt_elm == pred:
+                return 1
+
+        return 0
+
+    def _calculate_anls(self, gt, pred):
+        if len(pred) == 0:
+            return 0
+
+        if pred == "none":
+            return 0
+
+        answers_similarity = [1 - self.get_edit_distance(gt_elm, pred) / max(len(gt_elm), len(pred)) for gt_elm in gt]
+        max_similarity = max(answers_similarity)
+
+        anls = max_similarity if max_similarity >= self.anls_threshold else 0
+        return anls
+# fmt: on
+# ---- END verbatim -----------------------------------------------------------------------
+
+
+# ---- BEGIN verbatim: lmms-eval lmms_eval/tasks/slidevqa/utils.py L17-96 ------------------
+# fmt: off
+PAGE_COLUMNS = tuple(f"page_{index}" for index in range(1, 21))
+
+
+def slidevqa_doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    """Return SlideVQA pages as up to five grid images."""
+    pages = [doc[column].convert("RGB") for column in PAGE_COLUMNS if doc.get(column) is not None]
+    if not pages:
+        raise ValueError(f"Slide deck {doc.get('deck_name')!r} has no images")
+    return concat_images(pages)
+
+
+def concat_images(images: list[Image.Image], max_concat: int = 5, column_num: int = 2) -> list[Image.Image]:
+    """Concatenate deck pages into grids."""
+    interval = max(math.ceil(len(images) / max_concat), 1)
+    grids = []
+
+    for start in range(0, len(images), interval):
+        batch = images[start : start + interval]
+        rows = math.ceil(len(batch) / column_num)
+        grid = Image.new("RGB", (batch[0].width * column_num, batch[0].height * rows), "white")
+
+        for index, image in enumerate(batch):
+            grid.paste(image, ((index % column_num) * image.width, (index // column_num) * image.height))
+        grids.append(grid)
+
+    return grids
+
+
+def slidevqa_doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, str] | None = None) -> str:
+    """Build the short-answer SlideVQA prompt."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{doc['question']}{kwargs.get('post_prompt', '')}"
+
+
+def slidevqa_doc_to_messages(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Build interleaved chat messages for multi-image models."""
+    content = [{"type": "image", "url": image} for image in slidevqa_doc_to_visual(doc)]
+    content.append({"type": "text", "text": slidevqa_doc_to_text(doc, lmms_eval_specific_kwargs)})
+    return [{"role": "user", "content": content}]
+
+
+def normalize_answer(answer: Any) -> str:
+    """Normalize a SlideVQA answer."""
+    if answer is None or (isinstance(answer, float) and math.isnan(answer)):
+        return "not answerable"
+    return re.sub("\n", "", str(answer)).lower()
+
+
+def anls_score(answer: str, prediction: str, threshold: float = 0.5) -> float:
+    """Compute thresholded ANLS for one answer/prediction pair."""
+    length = max(len(answer), len(prediction))
+    if length == 0:
+        return 0.0
+    score = 1.0 - levenshtein_distance(answer, prediction) / length
+    return score if score > threshold else 0.0
+
+
+def word_f1(answer: str, prediction: str) -> float:
+    """Compute whitespace-token overlap F1."""
+    answer_words = answer.strip().split()
+    prediction_words = prediction.strip().split()
+    if not answer_words or not prediction_words:
+        return 0.0
+
+    recall = sum(word in answer_words for word in prediction_words) / len(answer_words)
+    precision = sum(word in answer_words for word in prediction_words) / len(prediction_words)
+    if recall + precision <= 1e-4:
+        return 0.0
+    return 2 * recall * precision / (recall + precision)
+
+
+def slidevqa_process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
+    """Score one SlideVQA prediction."""
+    answer = normalize_answer(doc.get("answer"))
+    prediction = str(results[0]).lower()
+    return {
+        "anls": anls_score(answer, prediction),
+        "em": float(answer.strip() == prediction.strip()),
+        "f1": word_f1(answer, prediction),
+    }
+# fmt: on
+# ---- END verbatim -----------------------------------------------------------------------
+
+
+# ---- typed wrappers of the multi-page tasks (ours) --------------------------------------
+#: lmms_eval/tasks/multidocvqa/multidocvqa_val.yaml L20-23 (lmms_eval_specific_kwargs.default)
+MULTIDOCVQA_KWARGS = {
+    "pre_prompt": "",
+    "post_prompt": "\nAnswer the question using a single word or phrase.",
+}
+#: lmms_eval/tasks/slidevqa/_default_template_slidevqa_yaml L14-17
+SLIDEVQA_KWARGS = {
+    "pre_prompt": "",
+    "post_prompt": "\nAnswer using only the short answer, without explanation.",
+}
+
+
+def lmms_eval_multidocvqa_scores(payloads: list[dict[str, Any]]) -> tuple[float, float]:
+    """multidocvqa_val's (anls, accuracy) aggregates over ``process_results`` payloads."""
+    anls_payloads = [p["anls"] for p in payloads]
+    accuracy_payloads = [p["accuracy"] for p in payloads]
+    return (
+        float(multidocvqa_aggregate_results_anls(anls_payloads)),
+        float(multidocvqa_aggregate_results_accuracy(accuracy_payloads)),
+    )

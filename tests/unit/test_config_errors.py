@@ -89,7 +89,7 @@ def test_limit_takes_the_smaller(tmp_path: Path) -> None:
             "model,task,backend\nm1,nope,hf\n",
             2,
             "task",
-            "docvqa_val, infovqa_val, ocrbench, sroie_kie, vqa)",
+            "docvqa_val, infovqa_val, multidocvqa_val, ocrbench, slidevqa_val, sroie_kie, vqa)",
         ),
         ("model,task,backend,colour\nm1,vqa,hf,red\n", 1, "colour", "allowed:"),
         ("model,task,backend\nm1,vqa,hf\nm1,vqa,hf\n", 3, "id", "set the 'id' column"),

@@ -13,6 +13,7 @@ runner scores), theirs through the verbatim code in ``reference_impls``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,23 @@ from pytest_vlmhb.reasoning import DEFAULT_REASONING_TAGS, answer_to_score
 from pytest_vlmhb.records import Record, make_record, metric
 from pytest_vlmhb.tasks.manifest import Sample
 from pytest_vlmhb.tasks.presets import load_preset, preset_names
+from pytest_vlmhb.tasks.templates import render_template
 from tests.helpers import make_case
 from tests.unit.reference_impls import (
+    MULTIDOCVQA_KWARGS,
+    SLIDEVQA_KWARGS,
     ConfigurableTaskScoring,
     cc_ocr_process_results,
     chartqa_process_results,
     lmms_eval_docvqa_task,
     lmms_eval_generated_answer_scores,
     lmms_eval_kie_f1,
+    lmms_eval_multidocvqa_scores,
+    multidocvqa_doc_to_text,
+    multidocvqa_process_results,
     ocrbench_process_results,
+    slidevqa_doc_to_text,
+    slidevqa_process_results,
 )
 
 Tags = tuple[tuple[str, str], ...]
@@ -96,7 +105,14 @@ NUMBERS = st.sampled_from(["42", "42%", "0.42", "41", "43.5", "0", "-3", "1e2", 
 
 
 # ---- the presets: every registered one has its reference pipeline below -----------------
-LMMS_EVAL_PRESETS = {"docvqa_val", "infovqa_val", "chartqa_test", "ocrbench"}
+LMMS_EVAL_PRESETS = {
+    "docvqa_val",
+    "infovqa_val",
+    "chartqa_test",
+    "ocrbench",
+    "multidocvqa_val",
+    "slidevqa_val",
+}
 CCOCR_PRESETS = {"cord_kie", "sroie_kie"}
 
 
@@ -162,6 +178,68 @@ def test_ocrbench_scores_as_lmms_eval(
     doc = {"answer": answers, "dataset": dataset, "question_type": "Doc-oriented VQA"}
     ref = theirs(task, doc, raw, setting)
     assert mine["scores"]["ocrbench"] == ref["ocrbench_accuracy"]["score"]
+
+
+#: Answers the multi-page rules treat specially: "none", empty, outer/inner whitespace.
+SPECIAL = st.sampled_from(["none", "None", " NONE ", "", "new  york", "New\nYork", "x x"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    answers=st.lists(st.one_of(WORDS, TEXT, SPECIAL), min_size=1, max_size=3),
+    core=st.one_of(WORDS, TEXT, SPECIAL),
+    setting=st.sampled_from(list(TAG_SETTINGS)),
+    data=st.data(),
+)
+def test_multidocvqa_scores_as_lmms_eval(
+    answers: list[str], core: str, setting: str, data: st.DataObject
+) -> None:
+    raw = data.draw(raw_answers(st.sampled_from([core, *answers, *map(str.upper, answers)])))
+    row = {"questionId": "7", "question": "q", "answers": str(answers)}  # the hub's text
+    reference = load_preset("multidocvqa_val").fields(row)
+    mine = ours("multidocvqa_val", reference, raw, TAG_SETTINGS[setting][0])
+    task = ConfigurableTaskScoring(process_results=multidocvqa_process_results)
+    anls, accuracy = lmms_eval_multidocvqa_scores([theirs(task, row, raw, setting)])
+    assert mine["scores"]["mpdocvqa_anls"] == anls
+    assert mine["scores"]["mpdocvqa_accuracy"] == accuracy
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    answer=st.one_of(WORDS, TEXT, SPECIAL, st.none(), st.just(math.nan)),
+    core=st.one_of(WORDS, TEXT, SPECIAL),
+    setting=st.sampled_from(list(TAG_SETTINGS)),
+    data=st.data(),
+)
+def test_slidevqa_scores_as_lmms_eval(
+    answer: str | float | None, core: str, setting: str, data: st.DataObject
+) -> None:
+    reference = load_preset("slidevqa_val").fields({"question": "q", "answer": answer})
+    text = reference["answers"][0]
+    raw = data.draw(raw_answers(st.sampled_from([core, text, text.upper(), f"{text} {core}"])))
+    mine = ours("slidevqa_val", reference, raw, TAG_SETTINGS[setting][0])
+    task = ConfigurableTaskScoring(process_results=slidevqa_process_results)
+    ref = theirs(task, {"answer": answer}, raw, setting)
+    assert mine["scores"]["slidevqa_anls"] == ref["anls"]
+    assert mine["scores"]["slidevqa_em"] == ref["em"]
+    assert mine["scores"]["slidevqa_f1"] == ref["f1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(question=st.text(max_size=40))
+def test_multipage_prompts_are_lmms_evals(question: str) -> None:
+    """The preset's template over the materialised fields = the task's ``doc_to_text``
+    with its yaml's default ``lmms_eval_specific_kwargs`` (braces and all)."""
+    mp = load_preset("multidocvqa_val")
+    row = {"questionId": "1", "question": question, "answers": "['a']"}
+    assert render_template(mp.prompt, mp.fields(row)) == multidocvqa_doc_to_text(
+        row, MULTIDOCVQA_KWARGS
+    )
+    slides = load_preset("slidevqa_val")
+    row = {"question": question, "answer": "a"}
+    assert render_template(slides.prompt, slides.fields(row)) == slidevqa_doc_to_text(
+        row, SLIDEVQA_KWARGS
+    )
 
 
 GOLD = st.fixed_dictionaries(

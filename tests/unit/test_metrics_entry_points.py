@@ -48,6 +48,11 @@ def test_all_builtin_metrics_listed() -> None:
         "accuracy",
         "ocrbench",
         "ccocr_kie_f1",
+        "mpdocvqa_anls",
+        "mpdocvqa_accuracy",
+        "slidevqa_anls",
+        "slidevqa_em",
+        "slidevqa_f1",
     }
 
 
