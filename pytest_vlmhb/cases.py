@@ -15,6 +15,7 @@ from .config import (
     THRESHOLD_PREFIXES,
     Case,
     CaseRow,
+    ImageColumns,
     ModelRow,
     ModelSpec,
     Settings,
@@ -23,6 +24,7 @@ from .config import (
     Threshold,
 )
 from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
+from .documents import check_placeholders, with_page_counts
 from .endpoint_headers import referenced_env
 from .errors import ConfigError
 from .gates import baseline_gates
@@ -184,6 +186,7 @@ def _task(row: TaskRow, base_dir: Path, where: dict[str, Any]) -> tuple[TaskSpec
             system_prompt=row.system_prompt,
             chat_template_kwargs=row.chat_template_kwargs,
             reasoning_tags=row.reasoning_tags,
+            **{name: getattr(row, name) for name in ImageColumns.model_fields},
         ),
         task_type,
     )
@@ -208,6 +211,11 @@ def _prompt_settings(row: CaseRow, task: TaskSpec, where: dict[str, Any]) -> dic
     }
     if tags is not None:
         settings["reasoning_tags"] = tags
+    for name in ImageColumns.model_fields:  # the case's cell, the task's, the default
+        value = getattr(row, name)
+        value = getattr(task, name) if value is None else value
+        if value is not None:
+            settings[name] = value
     return settings
 
 
@@ -412,11 +420,6 @@ def load_plan(settings: Settings) -> Plan:
     return finish_plan(settings, load_draft(settings))
 
 
-def images_of(sample: Sample) -> int:
-    """How many images ``sample`` sends in its request."""
-    return 1
-
-
 def _with_image_limit(case: Case, images: int) -> Case:
     """The case with its server's ``limit_mm_per_prompt``: models.csv's, else the
     most images any sample of the config sends to that server."""
@@ -480,9 +483,11 @@ def finish_plan(
         manifest = resolve_manifest(
             task.data, task.type, task.base_dir, settings.cache, preset=task.preset
         )
-        loaded = load_manifest(manifest, task_type, task.prompt)
+        loaded = with_page_counts(load_manifest(manifest, task_type, task.prompt), settings.cache)
+        check_placeholders(case, loaded)
         images[case.server_key] = max(
-            images.get(case.server_key, 1), *(images_of(sample) for sample in loaded)
+            images.get(case.server_key, 1),
+            *(sample.image_count(case.max_pages) for sample in loaded),
         )
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
     return Plan(

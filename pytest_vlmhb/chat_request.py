@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend
 from .config import Case
+from .documents import preparer, user_content
 from .errors import SampleError
-from .images import image_data_url
 from .tasks.manifest import Sample
 
 
@@ -34,13 +35,18 @@ def chat_body(
     }
 
 
-def request_body(case: Case, sample: Sample, served_name: str, backend: Backend) -> dict[str, Any]:
-    """The OpenAI-style request for ``sample`` (the image inlined as a data URL);
-    a SampleError when the sample cannot run or its image cannot be read."""
+def request_body(
+    case: Case, sample: Sample, served_name: str, backend: Backend, cache_dir: Path
+) -> dict[str, Any]:
+    """The OpenAI-style request for ``sample``, its images prepared here (blocking:
+    the runner prepares them off its event loop instead) and inlined as data URLs;
+    a SampleError when the sample cannot run or its images cannot be prepared."""
     if sample.error:
         raise SampleError(sample.error)
-    content: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": image_data_url(sample.image)}},
-        {"type": "text", "text": sample.prompt},
-    ]
-    return chat_body(case, served_name, backend, content)
+    ready = preparer(cache_dir).prepare_blocking(
+        images=sample.image_files,
+        document=sample.document,
+        pages=sample.pages,
+        prep=case.image_prep,
+    )
+    return chat_body(case, served_name, backend, user_content(sample.prompt, ready))

@@ -44,6 +44,8 @@ class CaseModel(TypedDict):
 class CaseCounts(TypedDict):
     n: int
     errors: int
+    #: Errors saying the prompt (its pages) exceeded the model's context.
+    context_errors: int
     retries: int
     server_restarts: int
 
@@ -66,6 +68,8 @@ class CasePerf(TypedDict):
     tpot_mean_ms: float | None
     requests_per_s: float | None
     output_tokens_per_s: float | None
+    #: Images (document pages or image files) sent per second of the case's span.
+    pages_per_s: float | None
     peak_memory_mb: float | None
     container_peak_memory_mb: float | None
     gpu_peak_memory_mb: float | None
@@ -111,11 +115,19 @@ ANSWER_TIMING_COLUMNS = (
     "retries",
     "error",
 )
+#: What the request's images were: count, encoded bytes, preparation time, pages dropped.
+ANSWER_IMAGE_COLUMNS = ("n_images", "image_bytes", "prep_ms", "pages_dropped")
 
 
 def answer_columns(metric_names: Iterable[str]) -> list[str]:
     """answers.csv columns for the given metrics."""
-    return [*ANSWER_ID_COLUMNS, *ANSWER_TEXT_COLUMNS, *metric_names, *ANSWER_TIMING_COLUMNS]
+    return [
+        *ANSWER_ID_COLUMNS,
+        *ANSWER_TEXT_COLUMNS,
+        *metric_names,
+        *ANSWER_TIMING_COLUMNS,
+        *ANSWER_IMAGE_COLUMNS,
+    ]
 
 
 def answer_cells(record: Record, metric_names: Iterable[str]) -> dict[str, object]:

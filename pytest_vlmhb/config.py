@@ -6,7 +6,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .gates import Threshold as Threshold
 from .reasoning import DEFAULT_REASONING_TAGS
 from .settings import Settings as Settings
+
+if TYPE_CHECKING:
+    from .imageprep import ImagePrep
 
 # Numbers in CSV cells must be finite: pydantic otherwise reads "nan" and "inf".
 _ROW = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
@@ -154,6 +157,30 @@ class PromptColumns(BaseModel):
     )
 
 
+class ImageColumns(BaseModel):
+    """Columns of tasks.csv and user_config.csv that shape the images a request
+    carries (a case's value wins over its task's; unset: the defaults)."""
+
+    model_config = _ROW
+
+    #: PDF render resolution (default 144).
+    dpi: float | None = Field(default=None, ge=1, le=1200)
+    #: Pages (or images) beyond it are dropped and counted (default 20).
+    max_pages: int | None = Field(default=None, ge=1, le=10_000)
+    #: Client-side caps keeping the aspect ratio; the stricter wins.
+    max_image_side: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_image_pixels: int | None = Field(default=None, ge=1, le=10_000_000_000)
+    #: ``png``, ``jpeg`` or ``jpeg:<quality>``; unset: files as they are, pages as PNG.
+    image_format: str | None = None
+
+    @field_validator("image_format")
+    @classmethod
+    def _format(cls, value: str | None) -> str | None:
+        from .imageprep import parse_image_format
+
+        return None if value is None else parse_image_format(value)
+
+
 def _reject_constant(name: str) -> Any:
     """JSON's non-standard NaN/Infinity: a request body must be standard JSON."""
     raise ValueError(f"{name} is not a valid JSON value (numbers must be finite)")
@@ -253,7 +280,7 @@ class ModelRow(BaseModel):
         return value.rstrip("/")
 
 
-class TaskRow(PromptColumns):
+class TaskRow(PromptColumns, ImageColumns):
     """One row of tasks.csv."""
 
     model_config = _ROW
@@ -286,7 +313,7 @@ class TaskRow(PromptColumns):
 THRESHOLD_PREFIXES = ("min_", "max_")
 
 
-class CaseRow(PromptColumns):
+class CaseRow(PromptColumns, ImageColumns):
     """One row of user_config.csv (threshold columns are split off first)."""
 
     model_config = _ROW
@@ -373,6 +400,12 @@ class TaskSpec(BaseModel):
     base_dir: Path
     #: The dataset adapter the data is read with (None: the task type's own fields).
     preset: str | None = None
+    #: The task's image columns (None: unset; a case's cell wins).
+    dpi: float | None = None
+    max_pages: int | None = None
+    max_image_side: int | None = None
+    max_image_pixels: int | None = None
+    image_format: str | None = None
     #: The task's prompt columns (None: unset; a case's cell wins).
     system_prompt: str | None = None
     chat_template_kwargs: dict[str, Any] | None = None
@@ -405,9 +438,28 @@ class Case(BaseModel):
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     #: ``[open, close]`` pairs removed from answers before scoring (() = off).
     reasoning_tags: ReasoningTags = DEFAULT_REASONING_TAGS
+    #: How the sample's images are prepared (see :class:`imageprep.ImagePrep`).
+    dpi: float = 144.0
+    max_pages: int = 20
+    max_image_side: int | None = None
+    max_image_pixels: int | None = None
+    image_format: str | None = None
     thresholds: tuple[Threshold, ...]
     source_file: Path
     source_line: int
+
+    @property
+    def image_prep(self) -> ImagePrep:
+        """The case's image preparation settings."""
+        from .imageprep import ImagePrep
+
+        return ImagePrep(
+            dpi=self.dpi,
+            max_pages=self.max_pages,
+            max_image_side=self.max_image_side,
+            max_image_pixels=self.max_image_pixels,
+            image_format=self.image_format,
+        )
 
     @property
     def server_key(self) -> str:

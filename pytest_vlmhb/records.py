@@ -20,8 +20,10 @@ still loads; read them with ``.get``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, NotRequired, TypeGuard
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, NotRequired, TypeGuard
 
 from pydantic import ConfigDict, Field, JsonValue, with_config
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
@@ -34,6 +36,9 @@ from .metrics.base import Metric
 from .reasoning import answer_to_score
 from .redact import redact
 from .tasks.manifest import Sample
+
+if TYPE_CHECKING:
+    from .pages import Prepared
 
 _Count = Annotated[int, Field(ge=0)]
 _Time = Annotated[float, Field(allow_inf_nan=False)]
@@ -81,6 +86,32 @@ class Record(TypedDict):
     reasoning_tokens: NotRequired[_Count | None]
     #: Time to the first answer token after any streamed-apart reasoning.
     ttfa_ms: NotRequired[_Time | None]
+    #: Images the request carried, their encoded bytes, the time preparing them
+    #: took (render, resize, encode; before the request: TTFT excludes it) and
+    #: the pages (or images) beyond ``max_pages`` that were dropped.
+    n_images: NotRequired[_Count | None]
+    image_bytes: NotRequired[_Count | None]
+    prep_ms: NotRequired[_Time | None]
+    pages_dropped: NotRequired[_Count | None]
+
+
+@dataclass(frozen=True)
+class PrepStats:
+    """What preparing one sample's images sent and cost."""
+
+    n_images: int
+    image_bytes: int
+    prep_s: float
+    pages_dropped: int
+
+    @classmethod
+    def of(cls, prepared: Prepared) -> PrepStats:
+        return cls(
+            n_images=len(prepared.images),
+            image_bytes=prepared.image_bytes,
+            prep_s=prepared.prep_s,
+            pages_dropped=prepared.pages_dropped,
+        )
 
 
 @with_config(_STRICT)
@@ -122,9 +153,15 @@ def metric(name: str) -> Metric:
 
 
 def make_record(
-    case: Case, sample: Sample, completion: Completion | None, error: str | None, retries: int = 0
+    case: Case,
+    sample: Sample,
+    completion: Completion | None,
+    error: str | None,
+    retries: int = 0,
+    prep: PrepStats | None = None,
 ) -> Record:
-    """Score one sample: its answer, each metric, its timings and retries."""
+    """Score one sample: its answer, each metric, its timings, retries and what its
+    images cost (``prep``: None when they were never prepared)."""
     c = completion or Completion()
     scored = answer_to_score(c.text, case.reasoning_tags)
     scores: dict[str, float | None] = {}
@@ -168,6 +205,10 @@ def make_record(
         "sent_at": c.sent_at or None,
         "finished_at": c.finished_at or None,
         "retries": retries,
+        "n_images": prep.n_images if prep else None,
+        "image_bytes": prep.image_bytes if prep else None,
+        "prep_ms": _ms(prep.prep_s) if prep else None,
+        "pages_dropped": prep.pages_dropped if prep else None,
     }
     return record
 
@@ -281,6 +322,7 @@ def summarize_case(
     timed = [(r, i) for r in ok if (i := _interval(r)) is not None]
     busy = busy_seconds(i for _, i in timed)
     timed_tokens = sum(r["completion_tokens"] or 0 for r, _ in timed)
+    timed_images = sum(r.get("n_images") or 0 for r, _ in timed)
 
     def p(values: Sequence[float], q: float) -> float | None:
         return _round(percentile(values, q), 3)
@@ -294,6 +336,7 @@ def summarize_case(
         "model_revision": _model_revision(info),
         "n": len(records),
         "errors": len(records) - len(ok),
+        "context_errors": sum(1 for r in records if is_context_error(r["error"])),
         "retries": sum(r.get("retries") or 0 for r in records),
         "server_restarts": info.get("server_restarts") or 0,
         "metrics": {
@@ -311,6 +354,7 @@ def summarize_case(
         "tpot_mean_ms": _round(sum(tpot) / len(tpot), 3) if tpot else None,
         "requests_per_s": _round(len(timed) / busy, 3) if busy > 0 else None,
         "output_tokens_per_s": _round(timed_tokens / busy, 3) if busy > 0 else None,
+        "pages_per_s": _round(timed_images / busy, 3) if busy > 0 and timed_images else None,
         "peak_memory_mb": _mib(info.get("peak_memory_bytes")),
         "container_peak_memory_mb": _mib(info.get("container_peak_memory_bytes")),
         "gpu_peak_memory_mb": _mib(info.get("gpu_peak_memory_bytes")),
@@ -320,6 +364,19 @@ def summarize_case(
         "server_mean_batch": _round(info.get("server_mean_batch"), 2),
         "server_max_running": info.get("server_max_running"),
     }
+
+
+#: How servers say a prompt exceeds the model's context (vLLM, our HF wrapper,
+#: SGLang, OpenAI): "maximum context length", "max_model_len", "context length".
+_CONTEXT_ERROR = re.compile(
+    r"maximum context length|max_model_len|context[ _]length|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+
+
+def is_context_error(error: str | None) -> bool:
+    """Whether a sample's error says its prompt did not fit the model's context."""
+    return bool(error) and _CONTEXT_ERROR.search(error or "") is not None
 
 
 def _model_revision(info: CaseInfo) -> str | None:

@@ -30,8 +30,8 @@ from .config import Case
 from .csvsafe import escape_cell
 from .errors import SampleError
 from .gates import GateResult
-from .images import read_image
 from .outputdir import atomic_write_files, atomic_write_text, encode_text
+from .pagecache import document_hash
 from .records import CaseInfo, Record, category_rows, summarize_case, token_mismatch
 from .redact import redact
 from .reference_scores import reference_section
@@ -122,7 +122,7 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, ob
 
 
 def dataset_hash(plan: Plan, case: Case) -> str:
-    """sha256 over the manifest and the images of the samples used."""
+    """sha256 over the manifest and the files (images, documents) of the samples used."""
     digest = hashlib.sha256()
     samples = plan.samples[case.id]
     if samples:
@@ -131,10 +131,11 @@ def dataset_hash(plan: Plan, case: Case) -> str:
         if sample.error:  # never read: it may escape its folder, or be a FIFO
             digest.update(b"<error>")
             continue
-        try:
-            digest.update(read_image(sample.image))
-        except SampleError:
-            digest.update(b"<missing>")
+        for path in sample.files:
+            try:
+                digest.update(document_hash(path).encode())
+            except (OSError, SampleError):
+                digest.update(b"<missing>")
     return digest.hexdigest()[:16]
 
 
@@ -374,6 +375,7 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> s
                 "server argv": _argv(server.get("command")),
                 "server packages": packages or "(unknown)",
                 "task data": case.task.data,
+                "images": case.image_prep.describe(),
                 "dataset sha256": dataset_hash(plan, case),
             }
         )

@@ -20,16 +20,24 @@ from typing import Any, TypeVar, cast
 
 import aiohttp
 
-from . import registry
+from . import documents, registry
 from .backends.base import Backend
 from .cases import Plan
-from .chat_request import request_body
+from .chat_request import chat_body
 from .client import Completion, RetryableError, StreamError, stream_chat
 from .config import Case, Settings
 from .envs import Progress
 from .errors import SampleError, ServerError, VlmhbError
 from .launchers.base import Launcher, RunningServer, log_tail
-from .records import CaseInfo, Record, ServerInfo, StoredRecord, make_record, rescore
+from .records import (
+    CaseInfo,
+    PrepStats,
+    Record,
+    ServerInfo,
+    StoredRecord,
+    make_record,
+    rescore,
+)
 from .servermetrics import ServerWatch, fetch_metrics_text, scrape_metrics
 from .store import ResultStore, case_info_entry, load_store, record_key
 from .tasks.manifest import Sample
@@ -104,16 +112,23 @@ class ServerPool:
             server.stop()
 
 
-#: Images up to this size are encoded on the event loop (well under a millisecond);
-#: larger ones in a worker thread, so the streams being timed are not held up.
-INLINE_IMAGE_BYTES = 256 * 1024
+@dataclass(frozen=True)
+class _Slots:
+    """A case's request slots (``concurrency``), its window of samples prepared
+    or in flight (twice that), and one event per sample set once it took its
+    first send slot (or will never send)."""
 
+    send: asyncio.Semaphore
+    window: asyncio.Semaphore
+    turns: list[asyncio.Event]
 
-def _small_file(path: Path) -> bool:
-    try:
-        return path.stat().st_size <= INLINE_IMAGE_BYTES
-    except OSError:
-        return True  # the request builder reports the missing file
+    @classmethod
+    def of(cls, concurrency: int, samples: int) -> _Slots:
+        return cls(
+            asyncio.Semaphore(concurrency),
+            asyncio.Semaphore(2 * concurrency),
+            [asyncio.Event() for _ in range(samples)],
+        )
 
 
 @dataclass
@@ -134,6 +149,10 @@ class CaseRun:
     restart: Callable[[], RunningServer] | None = None
     futures: dict[str, concurrent.futures.Future[Completion]] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
+    #: What preparing each sample's images sent and cost.
+    prepared: dict[str, PrepStats] = field(default_factory=dict)
+    #: The cache of rendered pages (the run's ``--vlmhb-cache``).
+    cache_dir: Path = field(default_factory=lambda: Path(".vlmhb-cache"))
     restarts: int = 0
     #: Why starting a fresh server failed (then no more restarts are tried).
     restart_error: str | None = None
@@ -190,18 +209,25 @@ class CaseRun:
             self.restarts += 1
             return True
 
-    async def _send(
-        self, session: aiohttp.ClientSession, sample: Sample, server: RunningServer
-    ) -> Completion:
-        """One sample's request, retried on connection errors, 429 and 503."""
+    async def _body(self, sample: Sample) -> dict[str, Any]:
+        """The sample's request body, its images prepared off the event loop (read,
+        rendered, resized, encoded; cached pages are read back); their figures are
+        kept in :attr:`prepared`."""
         if sample.error:
             raise SampleError(sample.error)
-        build = (self.case, sample, server.served_name, self.backend)
-        body = (
-            request_body(*build)
-            if _small_file(sample.image)
-            else await asyncio.to_thread(request_body, *build)
-        )  # keep the loop responsive
+        ready = await documents.prepare(self.case, sample, self.cache_dir)
+        self.prepared[sample.id] = PrepStats.of(ready)
+        content = documents.user_content(sample.prompt, ready)
+        return chat_body(self.case, self.server.served_name, self.backend, content)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        sample: Sample,
+        body: dict[str, Any],
+        server: RunningServer,
+    ) -> Completion:
+        """One sample's request, retried on connection errors, 429 and 503."""
         # A plain loop, not a retry library: profiled on this hot path, tenacity's
         # per-attempt bookkeeping cost half as much CPU as the streaming request itself.
         for attempt in range(self.case.max_retries + 1):
@@ -230,17 +256,44 @@ class CaseRun:
         return random.uniform(0.0, min(self.retry_max_s, self.retry_initial_s * 2**attempt))
 
     async def _one(
-        self, session: aiohttp.ClientSession, sem: asyncio.Semaphore, sample: Sample
+        self,
+        session: aiohttp.ClientSession,
+        slots: _Slots,
+        index: int,
+        sample: Sample,
+    ) -> None:
+        # The window bounds the samples prepared or in flight (their images are in
+        # memory); preparing runs outside the send slots, overlapped with the
+        # requests, and samples take send slots in their order.
+        async with slots.window:
+            try:
+                await self._prepare_and_send(session, slots, index, sample)
+            finally:
+                slots.turns[index].set()  # a sample that never sent lets the next go
+
+    async def _prepare_and_send(
+        self, session: aiohttp.ClientSession, slots: _Slots, index: int, sample: Sample
     ) -> None:
         future = self.futures[sample.id]
+        try:
+            body = await self._body(sample)
+        except VlmhbError as exc:
+            future.set_exception(exc)
+            return
+        except Exception as exc:  # an unexpected bug must not hang the item
+            future.set_exception(ServerError(f"{type(exc).__name__}: {exc}"))
+            return
+        if index:
+            await slots.turns[index - 1].wait()  # send in the samples' order
         while True:
             server = self.server
             try:
-                async with sem:  # not held while a failed server is checked below
+                async with slots.send:  # not held while a failed server is checked below
+                    slots.turns[index].set()
                     dead = self._death(server)
                     if dead is not None:  # fail the rest of the case at once
                         raise dead
-                    completion = await self._send(session, sample, server)
+                    completion = await self._send(session, sample, body, server)
             except ServerError as exc:
                 dead = self._death(server) or await self._death_within(server, 0.5)
                 if dead is not None and await self._replace(server):
@@ -273,7 +326,6 @@ class CaseRun:
 
     async def _dispatch_all(self) -> CaseInfo:
         self._restart_lock = asyncio.Lock()
-        sem = asyncio.Semaphore(self.case.concurrency)
         connector = aiohttp.TCPConnector(limit=0)
         watch = ServerWatch(self.backend.server_metrics)
         metrics_url = self._metrics_url()
@@ -286,7 +338,10 @@ class CaseRun:
                     watch.before = await scrape_metrics(session, metrics_url)
                     if "running" in watch.names and self.case.gauge_poll_s > 0:
                         watcher = asyncio.create_task(self._watch(session, watch, stop))
-                await asyncio.gather(*(self._one(session, sem, s) for s in self.samples))
+                slots = _Slots.of(self.case.concurrency, len(self.samples))
+                await asyncio.gather(
+                    *(self._one(session, slots, i, s) for i, s in enumerate(self.samples))
+                )
                 stop.set()
                 if watcher is not None:
                     await watcher
@@ -342,7 +397,14 @@ class Runtime:
                 if record_key(case, self.plan.sample(case.id, sid)) not in self.reusable
             }
             samples = [s for s in self.plan.samples[case.id] if s.id in wanted]
-            run = CaseRun(case, samples, server, backend, restart=lambda: self.pool.restart(case))
+            run = CaseRun(
+                case,
+                samples,
+                server,
+                backend,
+                restart=lambda: self.pool.restart(case),
+                cache_dir=self.settings.cache,
+            )
             run.start(self.event_loop())
             self.runs[case.id] = run
             self.pending[case.id] = set(wanted)
@@ -378,7 +440,12 @@ class Runtime:
             error = str(exc)
         record: StoredRecord = {
             **make_record(
-                case, sample, completion, error, retries=run.retries.get(sample_id, 0) if run else 0
+                case,
+                sample,
+                completion,
+                error,
+                retries=run.retries.get(sample_id, 0) if run else 0,
+                prep=run.prepared.get(sample_id) if run else None,
             ),
             "key": key,
         }

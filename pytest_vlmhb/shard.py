@@ -46,6 +46,7 @@ from .store import RunInfo, RunLine
 from .tasks.hub import is_dataset_source
 from .tasks.presets import load_preset, preset_of_data
 from .tasks.synthetic import SYNTHETIC_VERSION
+from .tasks.synthetic_pdf import MULTIPAGE_VERSION
 
 if TYPE_CHECKING:
     from .cases import Plan
@@ -221,7 +222,7 @@ def data_identity(task: TaskSpec) -> str:
     if is_dataset_source(data):
         return data
     if data.startswith("builtin:"):
-        return f"{data}|v{SYNTHETIC_VERSION}"
+        return f"{data}|v{SYNTHETIC_VERSION}.{MULTIPAGE_VERSION}"
     path = Path(data)
     digest = _sha256(path if path.is_absolute() else task.base_dir / path)
     return f"sha256:{digest}"

@@ -28,8 +28,10 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_confi
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from .config import Case
+from .errors import VlmhbError
 from .modeloptions import served_identity
 from .outputdir import STORE_DIR, OutputError, describe_os_error
+from .pagecache import document_hash
 from .records import CaseInfo, StoredRecord
 from .redact import redact
 from .tasks.manifest import Sample
@@ -63,7 +65,10 @@ def record_key(case: Case, sample: Sample) -> str:
         "task": case.task.name,
         "task_type": case.task.type,
         "sample_id": sample.id,
-        "image": str(sample.image),
+        # the pixels: each file's content hash, the pages, how they were prepared
+        "files": _file_ids(sample),
+        "pages": list(sample.pages) if sample.pages is not None else None,
+        "image_prep": case.image_prep.key(),
         "prompt": sample.prompt,
         "max_tokens": case.max_tokens,
         "temperature": case.temperature,
@@ -74,6 +79,20 @@ def record_key(case: Case, sample: Sample) -> str:
         **({} if case.model.endpoint else served_identity(case.model, case.backend)),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _file_ids(sample: Sample) -> list[str]:
+    """The sample's files by content (sha256, memoised per file version); by path
+    where a file is unusable (its sample fails, nothing is read) or unreadable."""
+    if sample.error:
+        return [str(path) for path in sample.files]
+    ids = []
+    for path in sample.files:
+        try:
+            ids.append(document_hash(path))
+        except (OSError, VlmhbError):
+            ids.append(str(path))
+    return ids
 
 
 def set_aside(output: Path) -> Path | None:

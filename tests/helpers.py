@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,31 @@ def make_results(plan: Plan, answers: dict[str, str]) -> RunResults:
         record = make_record(case, sample, done, None)
         results.add_record({**record, "key": record_key(case, sample)})
     return results
+
+
+def make_pdf(path: Path, pages: int, size_pt: tuple[float, float] = (300.0, 400.0)) -> Path:
+    """A PDF of ``pages`` pages of ``size_pt`` points, each with its number drawn
+    large in a distinct grey (so rendered pages are told apart by their pixels)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt", format=size_pt)
+    pdf.set_auto_page_break(False)
+    for page in range(1, pages + 1):
+        pdf.add_page()
+        pdf.set_fill_color(page * 20 % 256, 0, 0)
+        pdf.rect(0, 0, size_pt[0], 20, style="F")
+        pdf.set_font("helvetica", size=48)
+        pdf.text(40, 120, f"Page {page}")
+    pdf.output(str(path))
+    return path
+
+
+def stored_records(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The sample records of a run's results store, by (case id, sample id)."""
+    records = {}
+    for path in (out / "results").glob("samples-*.jsonl"):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if "sample_id" in record:  # not a line of case figures or run facts
+                records[record["case_id"], record["sample_id"]] = record
+    return records

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 #: Characters a sample id may not start with (a spreadsheet formula would); '='
@@ -29,16 +36,58 @@ def _str_or_int(value: Any, *, empty_ok: bool) -> str:
     raise PydanticCustomError("str_or_int", f"Input should be {what}")
 
 
+#: The fields that name what a sample shows; a line gives exactly one.
+VISUAL_FIELDS = ("image", "images", "document")
+
+
 class ManifestLine(BaseModel):
-    """The fields every manifest line has: ``id``, ``image``, optional ``category``."""
+    """The fields every manifest line has: ``id``; exactly one of ``image`` (a
+    file), ``images`` (files, in order) or ``document`` (a PDF, with optional
+    1-based ``pages``: ``"1-3,7"`` or a list); optional ``category``."""
 
     model_config = ConfigDict(strict=True, extra="allow")
 
     id: str
-    image: NonEmpty
+    image: NonEmpty | None = None
+    images: Annotated[list[NonEmpty], Field(min_length=1)] | None = None
+    document: NonEmpty | None = None
+    pages: tuple[int, ...] | None = None
     category: str | None = None
     #: Set by materialised presets: why the row's image cannot be used.
     image_error: str | None = None
+
+    @field_validator("pages", mode="before")
+    @classmethod
+    def _pages(cls, value: Any) -> tuple[int, ...] | None:
+        from ..imageprep import parse_pages
+
+        if value is None:
+            return None
+        try:
+            return parse_pages(value)
+        except ValueError as exc:
+            raise PydanticCustomError("pages", str(exc).removeprefix("pages: ")) from None
+
+    @model_validator(mode="after")
+    def _one_visual(self) -> ManifestLine:
+        given = [name for name in VISUAL_FIELDS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "visual_fields",
+                "a line gives exactly one of image, images or document (got {given})",
+                {"given": ", ".join(given) or "none"},
+            )
+        if self.pages is not None and self.document is None:
+            raise PydanticCustomError("pages", "pages selects pages of a document")
+        return self
+
+    def files(self) -> list[tuple[str, str]]:
+        """(field, path as written) of every file the line names, in order."""
+        if self.images is not None:
+            return [(f"images[{i}]", path) for i, path in enumerate(self.images)]
+        if self.document is not None:
+            return [("document", self.document)]
+        return [("image", self.image or "")]
 
     @field_validator("id", mode="before")
     @classmethod

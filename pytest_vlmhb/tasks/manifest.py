@@ -18,11 +18,13 @@ from .templates import check_template, render_template, template_fields
 
 @dataclass(frozen=True)
 class Sample:
-    """One benchmark sample: image, prompt and ground truth."""
+    """One benchmark sample: what it shows (images or a document's pages), its
+    prompt and its ground truth."""
 
     id: str
-    #: The image file: its real path (symlinks resolved) when it passed the checks
-    #: of :func:`resolve_member`, else the path as the manifest names it.
+    #: The first file the sample shows (its image, first image or document): its
+    #: real path (symlinks resolved) when it passed the checks of
+    #: :func:`resolve_member`, else the path as the manifest names it.
     image: Path
     prompt: str
     reference: dict[str, Any] = field(hash=False)
@@ -32,6 +34,34 @@ class Sample:
     category: str | None = None
     #: Why this sample cannot run (e.g. its dataset row's image does not decode).
     error: str | None = None
+    #: The image files, in order (one for an ``image`` line); () for a document.
+    images: tuple[Path, ...] = ()
+    #: The PDF of a ``document`` line, its selected 1-based pages (None: all)
+    #: and its page count (None: not a document, or unreadable).
+    document: Path | None = None
+    pages: tuple[int, ...] | None = None
+    page_count: int | None = None
+
+    @property
+    def image_files(self) -> tuple[Path, ...]:
+        """The image files the sample sends, in order; () for a document."""
+        if self.document is not None:
+            return ()
+        return self.images or (self.image,)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file the sample reads, in order."""
+        return (self.document,) if self.document is not None else self.image_files
+
+    def image_count(self, max_pages: int) -> int:
+        """Images the sample's request carries: its images or selected pages, at
+        most ``max_pages`` (0 for a document whose page count is unknown)."""
+        if self.document is None:
+            return min(len(self.images) or 1, max_pages)
+        if self.pages is not None:
+            return min(len(self.pages), max_pages)
+        return min(self.page_count or 0, max_pages)
 
 
 def resolve_member(
@@ -99,7 +129,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
         raise ConfigError("manifest not found", file=path) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"manifest is not UTF-8 ({exc.reason})", file=path) from None
-    required = ("id", "image", *task.input_fields, *task.reference_fields)
+    required = ("id", *task.input_fields, *task.reference_fields)
     folder = os.path.realpath(path.parent)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
@@ -119,7 +149,7 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
             if name not in record:
                 raise ConfigError(
                     f"missing field {name!r}; task type {task.name!r} needs the fields "
-                    f"{', '.join(required)}",
+                    f"id, image (or images, or document), {', '.join(required[1:])}",
                     file=path,
                     line=line_no,
                 )
@@ -156,21 +186,29 @@ def load_manifest(path: Path, task: TaskType, prompt_template: str) -> list[Samp
                 line=line_no,
                 allowed=sorted(record),
             ) from None
-        image = resolve_member(path, line_no, fields.image, "image", folder=folder)
-        error = fields.image_error or (image if isinstance(image, str) else None)
+        files: list[Path] = []
+        error = fields.image_error
+        for name, value in fields.files():
+            member = resolve_member(path, line_no, value, name, folder=folder)
+            if isinstance(member, str):
+                error = error or member
+            # an unusable file keeps its name as given (NUL shown, not kept)
+            files.append(
+                member if isinstance(member, Path) else path.parent / value.replace("\0", "\\x00")
+            )
         samples.append(
             Sample(
                 id=fields.id,
-                # an unusable image keeps its name as given (NUL shown, not kept)
-                image=image
-                if isinstance(image, Path)
-                else path.parent / fields.image.replace("\0", "\\x00"),
+                image=files[0],
                 prompt=prompt,
                 reference=task.reference(record),
                 manifest=path,
                 line=line_no,
                 category=fields.category,
                 error=error,
+                images=() if fields.document is not None else tuple(files),
+                document=files[0] if fields.document is not None else None,
+                pages=fields.pages,
             )
         )
     if not samples:

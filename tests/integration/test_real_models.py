@@ -22,12 +22,14 @@ import pytest
 
 from pytest_vlmhb.tasks.sources import synthetic_docs_dir
 from pytest_vlmhb.tinyvariants import make_remote_code_variant, make_think_variant
-from tests.helpers import read_csv, run, setup_suite
+from tests.helpers import make_pdf, read_csv, run, setup_suite, stored_records
 from tests.hubcache import DEFAULT_COMMIT, built_tiny_model, make_hub_cache
 
 pytestmark = pytest.mark.vllm
 
 THINK_REPO = "vlmhb-test/tiny-think"
+#: vLLM streams reasoning apart; per-request mm_processor_kwargs need its consent.
+VLLM_ARGS = "--reasoning-parser deepseek_r1 --trust-request-mm-kwargs"
 SAMPLES = 2
 NO_SPLIT = '"{""mm_processor_kwargs"": {""do_image_splitting"": false}}"'
 
@@ -47,6 +49,21 @@ def offline_models(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
 
 def _manifest(pytester: pytest.Pytester) -> None:
     data = pytester.mkdir("data")
+    make_pdf(data / "four.pdf", 4)
+    (data / "pages.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "p2",
+                "document": "four.pdf",
+                "pages": "1-2",
+                "question": "Total?",
+                "answers": ["x"],
+            }
+        )
+        + "\n"
+        + json.dumps({"id": "p4", "document": "four.pdf", "question": "Total?", "answers": ["x"]})
+        + "\n"
+    )
     synth = synthetic_docs_dir(Path(os.environ["VLMHB_CACHE"]))
     page = sorted((synth / "images").glob("invoice-*.png"))[0]
     (data / "page.png").write_bytes(page.read_bytes())
@@ -72,6 +89,7 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
             f"sys-{backend},{model},sys,{backend},8,",
             f"nothink-{backend},{model},nothink,{backend},8,",
             f"nosplit-{backend},{model},plain,{backend},8,{NO_SPLIT}",
+            f"pages-{backend},{model},pages,{backend},8,",
         ]
     cases.append("custom-hf,custom,plain,hf,8,")
     cases.append("builtin-hf,tiny,plain,hf,8,")
@@ -81,7 +99,7 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
         models=(
             "name,source,recipe,trust_remote_code,server_args\n"
             f"think-hf,{THINK_REPO}@main,none,,\n"
-            f"think-vllm,{THINK_REPO},none,,--reasoning-parser deepseek_r1\n"
+            f"think-vllm,{THINK_REPO},none,,{VLLM_ARGS}\n"
             "custom,./custom,tiny-idefics3,true,\n"
             "tiny,builtin:tiny-idefics3,auto,,\n"
         ),
@@ -90,10 +108,11 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
             "plain,docvqa,data/m.jsonl,,\n"
             "sys,docvqa,data/m.jsonl,You are a careful reader of invoices.,\n"
             'nothink,docvqa,data/m.jsonl,,"{""enable_thinking"": false}"\n'
+            "pages,docvqa,data/pages.jsonl,,\n"
         ),
     )
     result = run(pytester, "--vlmhb-launcher=local")
-    result.assert_outcomes(passed=10 * SAMPLES)
+    result.assert_outcomes(passed=10 * SAMPLES + 2 * 2)
     out = pytester.path / "vlmhb-results"
     answers = read_csv(out / "answers.csv")
     assert all(row["error"] == "" for row in answers), answers
@@ -110,9 +129,14 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
             assert tokens[(f"nosplit-{backend}", sample)] < plain  # one image tile, not 5
     # remote code: the custom-code model answers exactly as the plain tiny model
     by_case = {(r["case_id"], r["sample_id"]): r for r in answers}
+    stored = stored_records(out)
     for i in range(SAMPLES):
         custom, builtin = by_case[("custom-hf", f"s{i}")], by_case[("builtin-hf", f"s{i}")]
-        assert custom["token_ids"] == builtin["token_ids"]
+        assert custom["answer"] == builtin["answer"]
+        assert (
+            stored[("custom-hf", f"s{i}")]["token_ids"]
+            == stored[("builtin-hf", f"s{i}")]["token_ids"]
+        )
     # provenance: the hub commit, no recipe, no fixed context length on vLLM
     metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
     assert metrics["plain-vllm"]["model_revision"] == DEFAULT_COMMIT
@@ -125,7 +149,18 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
     )
     assert f"snapshots/{DEFAULT_COMMIT}" in vllm_argv
     assert "--max-model-len" not in vllm_argv  # the model's own: 2048 from its config
-    assert '{"image":1}' in vllm_argv
+    assert '{"image":4}' in vllm_argv  # the most pages one sample sends
+    # a 4-page document: 4 images in one request, on both servers alike
+    for backend in ("hf", "vllm"):
+        two, four = by_case[(f"pages-{backend}", "p2")], by_case[(f"pages-{backend}", "p4")]
+        assert (two["n_images"], four["n_images"]) == ("2", "4")
+        assert int(four["prompt_tokens"]) > int(two["prompt_tokens"])
+    for sample in ("p2", "p4"):
+        hf, vllm = by_case[("pages-hf", sample)], by_case[("pages-vllm", sample)]
+        assert hf["prompt_tokens"] == vllm["prompt_tokens"]
+        assert (
+            stored[("pages-hf", sample)]["token_ids"] == stored[("pages-vllm", sample)]["token_ids"]
+        )
     vllm_log = (out / "logs" / "think-vllm@vllm@local.log").read_text()
     assert "max_seq_len=2048" in vllm_log
     # reasoning streamed apart by vLLM's parser never reaches the scored answer

@@ -24,7 +24,7 @@ import pytest
 from pytest_vlmhb.launchers.docker_daemon import owner_id
 from pytest_vlmhb.launchers.slurm import OWNER_PREFIX, job_state, sweep_orphans
 from pytest_vlmhb.store import load_case_info
-from tests.helpers import page_manifest, read_csv, run, setup_suite, spawn_run
+from tests.helpers import page_manifest, read_csv, run, setup_suite, spawn_run, stored_records
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,16 +67,6 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
             return True
         time.sleep(0.5)
     return predicate()
-
-
-def _store(out: Path) -> dict[tuple[str, str], dict[str, object]]:
-    records = {}
-    for path in (out / "results").glob("samples-*.jsonl"):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if "sample_id" in record:  # not a line of case figures or run facts
-                records[record["case_id"], record["sample_id"]] = record
-    return records
 
 
 #: Runs in the pytest subprocess: on the first slurm item, a request without the
@@ -128,7 +118,7 @@ def test_slurm_matches_local_key_required_args_literal_nothing_left(
     )
     out = pytester.path / "vlmhb-results"
     answers = read_csv(out / "answers.csv")
-    store = _store(out)
+    store = stored_records(out)
     by_case: dict[str, dict[str, dict[str, str]]] = {}
     for row in answers:
         assert row["error"] == "", row

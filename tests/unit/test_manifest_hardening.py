@@ -452,13 +452,14 @@ BAD_FIELDS: dict[str, tuple[TaskType, dict[str, Any], str | None, str]] = {
         {"id": "b", "image": "good.png", "answers": ["a"]},
         None,
         "missing field 'question'; task type 'docvqa' needs the fields id, "
-        "image, question, answers",
+        "image (or images, or document), question, answers",
     ),
     "answers-missing": (
         DocVQA(),
         {"id": "b", "image": "good.png", "question": "q"},
         None,
-        "missing field 'answers'; task type 'docvqa' needs the fields id, image, question, answers",
+        "missing field 'answers'; task type 'docvqa' needs the fields id, image "
+        "(or images, or document), question, answers",
     ),
 }
 

@@ -237,7 +237,7 @@ def test_image_error_reaches_the_runner_as_a_sample_error(tmp_path: Path) -> Non
     pq.docvqa(tmp_path / "copy", DOCVQA_ROWS[:1], images=[b"\x89PNG\r\n\x1a\nbroken"])
     (sample,) = load("parquet:copy", "docvqa", tmp_path, tmp_path / "c", preset="docvqa_val")
     with pytest.raises(SampleError, match=r"split 'validation', row 0: image does not decode"):
-        request_body(None, sample, "m", None)  # type: ignore[arg-type]  # fails before both
+        request_body(None, sample, "m", None, tmp_path)  # type: ignore[arg-type]  # fails first
 
 
 def test_offline_hub_dataset_not_in_cache_is_a_clear_error(

@@ -195,20 +195,22 @@ def image(tmp_path: Path) -> Path:
     return path
 
 
-def test_the_request_carries_the_system_turn_and_chat_template_kwargs(image: Path) -> None:
+def test_the_request_carries_the_system_turn_and_chat_template_kwargs(
+    image: Path, tmp_path: Path
+) -> None:
     sample = Sample(id="s", image=image, prompt="Q?", reference={}, manifest=image)
     case = _case(
         system_prompt="Answer briefly.",
         chat_template_kwargs={"enable_thinking": False},
         request_params={"top_p": 0.5},
     )
-    body = request_body(case, sample, "served", Backend())
+    body = request_body(case, sample, "served", Backend(), tmp_path)
     assert body["messages"][0] == {"role": "system", "content": "Answer briefly."}
     assert body["messages"][1]["role"] == "user"
     assert body["messages"][1]["content"][1] == {"type": "text", "text": "Q?"}
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert body["top_p"] == 0.5
-    plain = request_body(_case(), sample, "served", Backend())
+    plain = request_body(_case(), sample, "served", Backend(), tmp_path)
     assert [m["role"] for m in plain["messages"]] == ["user"]
     assert "chat_template_kwargs" not in plain
 
