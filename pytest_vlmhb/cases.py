@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -389,12 +389,14 @@ def load_draft(settings: Settings) -> Draft:
                 max_retries=row.max_retries,
                 max_restarts=row.max_restarts,
                 gauge_poll_s=row.gauge_poll_s,
+                parity_with=row.parity_with,
                 **_prompt_settings(row, task, where),
                 thresholds=_thresholds(raw, task.metrics, path, line),
                 source_file=path,
                 source_line=line,
             )
         )
+    _check_parity(cases)
     files = (
         ("user_config.csv", path),
         ("models.csv", models_file),
@@ -428,6 +430,23 @@ def _with_image_limit(case: Case, images: int) -> Case:
     return case.model_copy(
         update={"model": case.model.model_copy(update={"limit_mm_per_prompt": images})}
     )
+
+
+def _check_parity(cases: Sequence[Case]) -> None:
+    """Every ``parity_with`` names another case of the config."""
+    ids = [case.id for case in cases]
+    for case in cases:
+        if case.parity_with is not None and (
+            case.parity_with not in ids or case.parity_with == case.id
+        ):
+            what = "itself" if case.parity_with == case.id else "no case of this config"
+            raise ConfigError(
+                f"parity_with {case.parity_with!r} names {what}",
+                file=case.source_file,
+                line=case.source_line,
+                column="parity_with",
+                allowed=[i for i in ids if i != case.id],
+            )
 
 
 def _with_recipe_stops(case: Case) -> Case:

@@ -219,6 +219,8 @@ class ModelRow(BaseModel):
     recipe: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.-]+$")
     #: Extra HTTP headers for an external endpoint; values may be ``${ENV_NAME}``.
     endpoint_headers: dict[str, str] = Field(default_factory=dict)
+    #: Price of one GPU-hour, for metrics.csv ``cost_per_1k_samples``.
+    gpu_hour_cost: float | None = Field(default=None, ge=0, le=1_000_000)
 
     _parse_mm_kwargs = field_validator("mm_processor_kwargs", mode="before")(
         lambda value: _json_object(value, '{"max_pixels": 1003520}')
@@ -336,6 +338,8 @@ class CaseRow(PromptColumns, ImageColumns):
     max_restarts: int = Field(default=0, ge=0, le=10)
     #: Seconds between reads of the server's running gauge; 0: not read.
     gauge_poll_s: float = Field(default=0.0, ge=0.0, le=60.0)
+    #: Another case on the same samples this one should answer like (``agreement``).
+    parity_with: str | None = Field(default=None, pattern=_NAME)
 
     @field_validator("request_params", mode="before")
     @classmethod
@@ -380,6 +384,7 @@ class ModelSpec(BaseModel):
     limit_mm_per_prompt: int | None = None
     recipe: str = "auto"
     endpoint_headers: dict[str, str] = Field(default_factory=dict)
+    gpu_hour_cost: float | None = None
     base_dir: Path
     #: Where the model's row is (models.csv and its line), for errors found later.
     source_file: Path | None = None
@@ -438,6 +443,8 @@ class Case(BaseModel):
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
     #: ``[open, close]`` pairs removed from answers before scoring (() = off).
     reasoning_tags: ReasoningTags = DEFAULT_REASONING_TAGS
+    #: The case whose answers ``agreement`` compares with (None: none).
+    parity_with: str | None = None
     #: How the sample's images are prepared (see :class:`imageprep.ImagePrep`).
     dpi: float = 144.0
     max_pages: int = 20

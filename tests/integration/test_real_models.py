@@ -164,6 +164,14 @@ def test_hub_model_settings_reach_both_servers(pytester: pytest.Pytester) -> Non
         )
     vllm_log = (out / "logs" / "think-vllm@vllm@local.log").read_text()
     assert "max_seq_len=2048" in vllm_log
+    # the system turn reached the HF wrapper's template (it logs each prompt)
+    hf_log = (out / "logs" / "think-hf@hf@local.log").read_text()
+    assert "You are a careful reader of invoices." in hf_log
+    # vLLM's parser streams the opened think block apart: kept, never scored
+    reasoning = [stored[("plain-vllm", f"s{i}")].get("reasoning") for i in range(SAMPLES)]
+    assert all(reasoning), reasoning
+    for i in range(SAMPLES):
+        assert reasoning[i] not in stored[("plain-vllm", f"s{i}")]["raw_answer"]
     # reasoning streamed apart by vLLM's parser never reaches the scored answer
     for row in answers:
         if row["case_id"].endswith("-vllm"):
