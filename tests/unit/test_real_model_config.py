@@ -194,6 +194,42 @@ BAD: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
         TASKS,
         ("*user_config.csv:2: column 'request_params':*chat_template_kwargs*",),
     ),
+    "parity-with-unknown": (
+        "name,source\nm,./idefics3\n",
+        "id,model,task,backend,parity_with\na,m,vqa,hf,\nb,m,vqa,hf,nope\n",
+        TASKS,
+        ("*user_config.csv:3: column 'parity_with':*'nope' names no case*allowed: a*",),
+    ),
+    "parity-with-itself": (
+        "name,source\nm,./idefics3\n",
+        "id,model,task,backend,parity_with\na,m,vqa,hf,a\n",
+        TASKS,
+        ("*user_config.csv:2: column 'parity_with':*names itself*",),
+    ),
+    "gpu-hour-cost-negative": (
+        "name,source,gpu_hour_cost\nm,./idefics3,-1\n",
+        "model,task,backend\nm,vqa,hf\n",
+        TASKS,
+        ("*models.csv:2: column 'gpu_hour_cost':*",),
+    ),
+    "dpi-zero": (
+        "name,source\nm,./idefics3\n",
+        "model,task,backend,dpi\nm,vqa,hf,0\n",
+        TASKS,
+        ("*user_config.csv:2: column 'dpi':*",),
+    ),
+    "image-format-gif": (
+        "name,source\nm,./idefics3\n",
+        "model,task,backend,image_format\nm,vqa,hf,gif\n",
+        TASKS,
+        ("*user_config.csv:2: column 'image_format':*png, jpeg*",),
+    ),
+    "max-pages-in-tasks-nan": (
+        "name,source\nm,./idefics3\n",
+        "model,task,backend\nm,vqa,hf\n",
+        "name,type,data,max_pages\nvqa,docvqa,data/m.jsonl,nan\n",
+        ("*tasks.csv:2: column 'max_pages':*",),
+    ),
     "chat-template-kwargs-twice-via-task": (
         "name,source\nm,./idefics3\n",
         'model,task,backend,request_params\nm,vqa,hf,"{""chat_template_kwargs"": {}}"\n',
