@@ -355,7 +355,7 @@ def test_server_death_mid_case_fails_the_rest_promptly(pytester: pytest.Pytester
     assert [bool(r["error"]) for r in rows] == [False, False, True, True, True, True]
 
 
-_TIMING = ("ttft_ms", "tpot_ms", "e2e_ms")
+_TIMING = ("ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms", "prep_ms")
 
 
 @pytest.mark.server

@@ -39,8 +39,8 @@ TASKS = (
 )
 #: Answers that differ by case, so each case scores differently.
 ANSWERS = {"Q1? Long.": "b", "Q2? Short.": "no", "Q3? Short.": "nope"}
-TIMING = {"ttft_ms", "tpot_ms", "e2e_ms"}
-THROUGHPUT = {"requests_per_s", "output_tokens_per_s"}
+TIMING = {"ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms", "prep_ms"}
+THROUGHPUT = {"requests_per_s", "output_tokens_per_s", "pages_per_s"}
 
 
 @dataclass
@@ -132,7 +132,7 @@ def _rows(path: Path, drop: set[str]) -> list[dict[str, str]]:
 
 def _metrics_drop(path: Path) -> set[str]:
     header = read_csv(path)[0].keys()
-    return {c for c in header if c.startswith(("ttft_", "e2e_", "tpot_"))} | THROUGHPUT
+    return {c for c in header if c.startswith(("ttft_", "ttfa_", "e2e_", "tpot_"))} | THROUGHPUT
 
 
 def _gates(output: Path) -> list[str]:

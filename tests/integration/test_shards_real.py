@@ -15,7 +15,7 @@ from tests.helpers import page_manifest, read_csv, run, setup_suite
 
 MODELS = "name,source\na,builtin:tiny-idefics3\nb,builtin:tiny-idefics3\nc,builtin:tiny-idefics3\n"
 CONFIG = "model,task,backend,max_tokens,max_errors\na,vqa,hf,6,0\nb,vqa,hf,4,0\nc,vqa,hf,8,0\n"
-TIMING = {"ttft_ms", "tpot_ms", "e2e_ms"}
+TIMING = {"ttft_ms", "ttfa_ms", "tpot_ms", "e2e_ms", "prep_ms"}
 
 
 def _slurm_answers() -> str | None:
