@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,22 @@ from .tasks.manifest import Sample
 IMAGE_PLACEHOLDER = "<image>"
 
 
-@cache
+#: The process's page preparers by cache dir (in practice one).
+_PREPARERS: dict[Path, PagePreparer] = {}
+
+
 def preparer(cache_dir: Path) -> PagePreparer:
     """The process's page preparer (one PDFium render thread per process)."""
-    return PagePreparer(cache_dir)
+    if cache_dir not in _PREPARERS:
+        _PREPARERS[cache_dir] = PagePreparer(cache_dir)
+    return _PREPARERS[cache_dir]
+
+
+def close_preparers() -> None:
+    """End the render threads (closing their open documents); a later call to
+    :func:`preparer` starts a fresh one."""
+    while _PREPARERS:
+        _PREPARERS.popitem()[1].close()
 
 
 def with_page_counts(samples: Sequence[Sample], cache_dir: Path) -> list[Sample]:

@@ -291,6 +291,11 @@ def pytest_runtest_makereport(
         record = item.stash.get(RECORD, None)
         if record is not None:
             report.vlmhb_record = record  # type: ignore[attr-defined]
+            if item.config.getoption("htmlpath", None):  # pytest-html's --html
+                from .htmlreport.extras import add_html_extras
+
+                plan, cache = item.config.stash[PLAN], item.config.stash[SETTINGS].cache
+                add_html_extras(report, record, plan, cache)
         case_info = item.stash.get(CASE_INFO, None)
         if case_info is not None:
             report.vlmhb_case = case_info  # type: ignore[attr-defined]
@@ -389,3 +394,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     runtime = session.config.stash.get(RUNTIME, None)
     if runtime is not None:
         runtime.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the reports: end the PDFium render thread, where one was started."""
+    documents = sys.modules.get("pytest_vlmhb.documents")
+    if documents is not None:
+        documents.close_preparers()
