@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .baseline import read_baseline
 from .columns import gateable_columns
 from .config import (
     THRESHOLD_PREFIXES,
@@ -27,10 +26,10 @@ from .csvfiles import check_columns, header_of, read_csv_rows, validate_row
 from .documents import check_placeholders, with_page_counts
 from .endpoint_headers import referenced_env
 from .errors import ConfigError
-from .gates import baseline_gates
 from .launchers.base import default_launcher, launcher_names, load_launcher
 from .models import check_model, model_recipe
 from .numbers import finite_float, in_range
+from .pairing import Pairing, load_baseline, with_baseline
 from .redact import check_api_key_env
 from .shard import Split, config_hash, split_cases
 from .tasks.base import TaskType
@@ -52,6 +51,8 @@ class Plan:
     cases: tuple[Case, ...]
     samples: dict[str, list[Sample]]
     baseline: dict[str, dict[str, float]] | None = None
+    #: How the cases pair with ``--vlmhb-baseline`` (None without one).
+    pairing: Pairing | None = None
     #: models.csv's models (users' own tests name them) and where it is.
     models: dict[str, ModelSpec] = field(default_factory=dict)
     models_file: Path | None = None
@@ -464,8 +465,9 @@ def finish_plan(
 ) -> Plan:
     """The draft's plan: under ``--vlmhb-shard`` only this shard's cases; launchers
     resolved (or, for a merge, as the shards ran them: ``launchers`` by case id);
-    baseline gates added; then the manifests of the cases kept, and only those,
-    resolved and loaded."""
+    the baseline read; then the manifests of the cases kept, and only those,
+    resolved and loaded; then the baseline gates added (paired by sample id where
+    the baseline has this run's samples)."""
     cases = draft.cases
     split = None
     if settings.shard is not None:
@@ -476,22 +478,7 @@ def finish_plan(
         cases = [c.model_copy(update={"launcher": launchers[c.id]}) for c in cases]
     else:
         cases = [_resolve_launcher(c, settings.launcher) for c in cases]
-    baseline = read_baseline(settings.baseline) if settings.baseline else None
-    if baseline is not None:
-        cases = [
-            case.model_copy(
-                update={
-                    "thresholds": case.thresholds
-                    + baseline_gates(
-                        case,
-                        baseline.get(case.id),
-                        settings.max_score_drop,
-                        settings.max_latency_increase,
-                    )
-                }
-            )
-            for case in cases
-        ]
+    baseline = load_baseline(settings.baseline) if settings.baseline else None
     task_types: dict[str, TaskType] = {}
     samples: dict[str, list[Sample]] = {}
     # the most images one sample sends, per server (before --vlmhb-limit)
@@ -509,12 +496,16 @@ def finish_plan(
             *(sample.image_count(case.max_pages) for sample in loaded),
         )
         samples[case.id] = loaded[: case.limit] if case.limit is not None else loaded
+    pairing = None
+    if baseline is not None:  # regression gates, paired by sample where it can
+        cases, pairing = with_baseline(baseline, cases, samples, settings)
     return Plan(
         cases=tuple(
             _with_recipe_stops(_with_image_limit(case, images[case.server_key])) for case in cases
         ),
         samples=samples,
-        baseline=baseline,
+        baseline=pairing.rows if pairing else None,
+        pairing=pairing,
         models=draft.models,
         models_file=models_path(settings),
         shard=split,

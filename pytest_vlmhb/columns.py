@@ -2,8 +2,10 @@
 
 A metrics.csv row is a :class:`CaseRow`: its keys, in order, are the file's
 columns, with the one key ``metrics`` standing for the case's metric columns
-(dynamic per case). :func:`case_columns` and :func:`case_cells` both read that
-definition, so a column cannot drop out of the file while the row still has it.
+(dynamic per case: each metric, then its interval, ``<metric>_ci_low`` and
+``<metric>_ci_high``, from the key ``metric_intervals``). :func:`case_columns`
+and :func:`case_cells` both read that definition, so a column cannot drop out
+of the file while the row still has it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,28 @@ Cell = str | int | float | None
 
 #: The key of :class:`CaseRow` that holds the metric columns.
 METRICS_KEY = "metrics"
+#: The key of :class:`CaseRow` that holds the metrics' intervals (columns placed
+#: right after each metric's own, under :data:`METRICS_KEY`).
+INTERVALS_KEY = "metric_intervals"
+#: A 95% bootstrap interval (low, high); None where it cannot be computed.
+Interval = tuple[float | None, float | None]
+
+
+def interval_columns(column: str) -> tuple[str, str]:
+    """A figure's interval columns: ``anls`` -> ``anls_ci_low``, ``anls_ci_high``;
+    a figure in ms keeps the unit last (``ttft_p50_ci_low_ms``)."""
+    stem, unit = (column[:-3], "_ms") if column.endswith("_ms") else (column, "")
+    return f"{stem}_ci_low{unit}", f"{stem}_ci_high{unit}"
+
+
+def is_interval_column(column: str) -> bool:
+    """Whether a metrics.csv column is one end of an interval."""
+    return "_ci_low" in column or "_ci_high" in column
+
+
+def metric_columns(metric_names: Iterable[str]) -> list[str]:
+    """The metric columns of metrics.csv: each metric, then its interval."""
+    return [c for name in metric_names for c in (name, *interval_columns(name))]
 
 
 class CaseIds(TypedDict):
@@ -53,10 +77,16 @@ class CaseCounts(TypedDict):
 class CaseScores(TypedDict):
     #: Each metric's case aggregate, by metric name: one column per metric.
     metrics: dict[str, float | None]
+    #: Each metric's 95% percentile-bootstrap interval, by metric name (columns
+    #: ``<metric>_ci_low``, ``<metric>_ci_high``; None where not computed).
+    metric_intervals: dict[str, Interval]
 
 
 class CasePerf(TypedDict):
     ttft_p50_ms: float | None
+    #: The TTFT median's 95% percentile-bootstrap interval.
+    ttft_p50_ci_low_ms: float | None
+    ttft_p50_ci_high_ms: float | None
     ttft_p90_ms: float | None
     ttft_p95_ms: float | None
     ttft_p99_ms: float | None
@@ -86,7 +116,17 @@ class CaseServer(TypedDict):
     server_max_running: float | None
 
 
-class CaseRow(CaseIds, CaseModel, CaseCounts, CaseScores, CasePerf, CaseServer):
+class CaseParity(TypedDict):
+    """Deployment parity and cost."""
+
+    #: Share of the samples shared with the ``parity_with`` case whose answers
+    #: are equal (errors disagree); None without ``parity_with``.
+    agreement: float | None
+    #: ``gpu_hour_cost`` x GPUs held x the case's wall time, per 1,000 samples.
+    cost_per_1k_samples: float | None
+
+
+class CaseRow(CaseIds, CaseModel, CaseCounts, CaseScores, CasePerf, CaseServer, CaseParity):
     """One metrics.csv row; the keys in declaration order are the columns."""
 
 
@@ -97,8 +137,10 @@ CASE_TEXT_COLUMNS = (*CASE_ID_COLUMNS, *CASE_MODEL_COLUMNS)
 CASE_COUNT_COLUMNS = tuple(CaseCounts.__annotations__)
 CASE_PERF_COLUMNS = tuple(CasePerf.__annotations__)
 CASE_SERVER_COLUMNS = tuple(CaseServer.__annotations__)
-#: The latency columns a baseline gate compares.
-LATENCY_COLUMNS = tuple(c for c in CASE_PERF_COLUMNS if c.endswith("_ms"))
+#: The latency columns a baseline gate compares (not the ends of intervals).
+LATENCY_COLUMNS = tuple(
+    c for c in CASE_PERF_COLUMNS if c.endswith("_ms") and not is_interval_column(c)
+)
 
 ANSWER_ID_COLUMNS = ("case_id", "model", "task", "backend", "launcher", "sample_id")
 #: ``answer`` is the scored text, ``raw_answer`` the text as the server sent it.
@@ -141,26 +183,35 @@ def answer_cells(record: Record, metric_names: Iterable[str]) -> dict[str, objec
 
 
 def case_columns(metric_names: Iterable[str]) -> list[str]:
-    """metrics.csv columns for the given metrics: :class:`CaseRow`'s keys, in order."""
-    names = list(metric_names)
+    """metrics.csv columns for the given metrics: :class:`CaseRow`'s keys, in order
+    (the metric columns, intervals included, in place of ``metrics``)."""
+    names = metric_columns(metric_names)
     out: list[str] = []
     for key in CaseRow.__annotations__:
-        out += names if key == METRICS_KEY else [key]
+        if key != INTERVALS_KEY:
+            out += names if key == METRICS_KEY else [key]
     return out
 
 
 def case_cells(row: CaseRow) -> dict[str, Cell]:
     """The row as metrics.csv holds it: column -> value, in column order, the metric
-    columns in place of ``metrics`` (a metric named like a fixed column: ValueError)."""
+    columns in place of ``metrics`` (a metric column named like a fixed column:
+    ValueError)."""
     fields: Mapping[str, object] = row
     metrics = row["metrics"]
-    clash = sorted(set(metrics) & (set(CaseRow.__annotations__) - {METRICS_KEY}))
+    clash = sorted(set(metric_columns(metrics)) & set(CaseRow.__annotations__))
     if clash:
         raise ValueError(f"metric names clash with metrics.csv columns: {', '.join(clash)}")
     cells: dict[str, Cell] = {}
     for key in CaseRow.__annotations__:
+        if key == INTERVALS_KEY:
+            continue
         if key == METRICS_KEY:
-            cells.update(metrics)
+            intervals = row["metric_intervals"]
+            for name, score in metrics.items():
+                low, high = interval_columns(name)
+                cells[name] = score
+                cells[low], cells[high] = intervals.get(name, (None, None))
             continue
         value = fields[key]
         assert value is None or isinstance(value, (str, int, float)), (key, value)

@@ -41,6 +41,14 @@ def _non_negative(text: str) -> float:
     return in_range(finite_float(text), low=0.0)
 
 
+def _level(text: str) -> float:
+    """A test's level: a finite number strictly between 0 and 1."""
+    value = finite_float(text)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"must be > 0 and < 1 (e.g. 0.05), got {value:g}")
+    return value
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``2/3`` -> (2, 3): shard I of N, 1-based, 1 <= I <= N."""
     index, slash, total = text.strip().partition("/")
@@ -124,8 +132,8 @@ OPTIONS: tuple[Option, ...] = (
         "baseline",
         Path,
         None,
-        "metrics.csv of an earlier run: report deltas, gate regressions",
-        "file",
+        "an earlier run's output dir, answers.csv or metrics.csv: report deltas, "
+        "gate regressions (per-sample pairing needs the dir or its answers.csv)",
     ),
     Option(
         "max-score-drop",
@@ -138,6 +146,14 @@ OPTIONS: tuple[Option, ...] = (
         parse_fraction,
         None,
         "with a baseline: gate a latency percentile rising more than this (e.g. 10%)",
+    ),
+    Option(
+        "significance",
+        _level,
+        None,
+        "with a baseline: a regression gate fails only when a one-sided paired "
+        "test over the baseline's samples rejects 'no change' at this level "
+        "(0 < ALPHA < 1, e.g. 0.05)",
     ),
 )
 

@@ -11,8 +11,10 @@ different workers), so it computes the figure, and checks ``min_agreement`` /
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from .records import Record
+if TYPE_CHECKING:
+    from .records import Record
 
 #: metrics.csv columns only the controller can compute (they need other cases).
 CONTROLLER_COLUMNS = frozenset({"agreement"})
@@ -70,6 +72,15 @@ def visible_gpu_count() -> int:
     except (OSError, subprocess.TimeoutExpired):
         return 0
     return sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
+
+
+def wall_seconds(records: Sequence[Record]) -> float | None:
+    """From the first request sent to the last answer finished (None: unknown)."""
+    sent = [r["sent_at"] for r in records if r["sent_at"] is not None]
+    done = [r["finished_at"] for r in records if r["finished_at"] is not None]
+    if not sent or not done:
+        return None
+    return max(0.0, max(done) - min(sent))
 
 
 def cost_per_1k_samples(

@@ -70,9 +70,9 @@ def results_from_stores(
                 results.add_record(_as_case_record(case, sample, stored))
         if case.id in store.case_info:
             results.case_info[case.id] = store.case_info[case.id]
+    for case in plan.cases:  # once every case's records are in (agreement needs two)
         records = results.records.get(case.id, [])
+        info = stores.get(case.id, StoreContents()).case_info.get(case.id)
         for threshold in case.thresholds:
-            results.gates.append(
-                gate_result(case, threshold, records, store.case_info.get(case.id))[0]
-            )
+            results.gates.append(gate_result(case, threshold, records, info, results.records)[0])
     return results

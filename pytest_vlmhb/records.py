@@ -30,9 +30,10 @@ from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from . import registry
 from .client import Completion
-from .columns import CaseRow, Cell
+from .columns import CaseRow, Cell, Interval
 from .config import Case
 from .metrics.base import Metric
+from .parity import cost_per_1k_samples, gpu_count, wall_seconds
 from .reasoning import answer_to_score
 from .redact import redact
 from .tasks.manifest import Sample
@@ -307,10 +308,33 @@ def _mib(value: float | None) -> float | None:
     return _round(value / 2**20, 1) if value else None
 
 
+def case_intervals(
+    case: Case, records: Sequence[Record], ttft: Sequence[float]
+) -> tuple[dict[str, Interval], Interval]:
+    """Each metric's and the TTFT median's 95% bootstrap interval (rounded as the
+    figures are), seeded by the case id (:mod:`stats`)."""
+    from .stats import figure_interval, metric_intervals  # numpy: only when summarizing
+
+    scored = {
+        name: (metric(name), [r["stats"][name] for r in records]) for name in case.task.metrics
+    }
+    by_metric = {
+        name: (_round(low), _round(high))
+        for name, (low, high) in metric_intervals((case.id,), scored).items()
+    }
+    low, high = figure_interval((case.id, "ttft_p50_ms"), ttft, 50)
+    return by_metric, (_round(low, 3), _round(high, 3))
+
+
 def summarize_case(
-    case: Case, records: Sequence[Record], case_info: CaseInfo | None = None
+    case: Case,
+    records: Sequence[Record],
+    case_info: CaseInfo | None = None,
+    *,
+    intervals: bool = True,
 ) -> CaseRow:
-    """One metrics.csv row: counts, metric aggregates, latency and throughput."""
+    """One metrics.csv row: counts, metric aggregates (with their intervals, unless
+    ``intervals`` is False), latency and throughput."""
     info: CaseInfo = case_info or {}
     ok = [r for r in records if not r["error"]]
     ttft = [r["ttft_ms"] for r in ok if r["ttft_ms"] is not None]
@@ -326,6 +350,11 @@ def summarize_case(
 
     def p(values: Sequence[float], q: float) -> float | None:
         return _round(percentile(values, q), 3)
+
+    metric_cis: dict[str, Interval] = {name: (None, None) for name in case.task.metrics}
+    ttft_ci: Interval = (None, None)
+    if intervals:
+        metric_cis, ttft_ci = case_intervals(case, records, ttft)
 
     return {
         "case_id": case.id,
@@ -343,7 +372,10 @@ def summarize_case(
             name: _round(metric(name).aggregate([r["stats"][name] for r in records]))
             for name in case.task.metrics
         },
+        "metric_intervals": metric_cis,
         "ttft_p50_ms": p(ttft, 50),
+        "ttft_p50_ci_low_ms": ttft_ci[0],
+        "ttft_p50_ci_high_ms": ttft_ci[1],
         "ttft_p90_ms": p(ttft, 90),
         "ttft_p95_ms": p(ttft, 95),
         "ttft_p99_ms": p(ttft, 99),
@@ -363,6 +395,13 @@ def summarize_case(
         "server_ttft_mean_ms": _round(info.get("server_ttft_mean_ms"), 3),
         "server_mean_batch": _round(info.get("server_mean_batch"), 2),
         "server_max_running": info.get("server_max_running"),
+        "agreement": None,  # needs the parity_with case's records: see parity.agreements
+        "cost_per_1k_samples": cost_per_1k_samples(
+            case.model.gpu_hour_cost,
+            gpu_count(case.model.gpus),
+            wall_seconds(records),
+            len(records),
+        ),
     }
 
 

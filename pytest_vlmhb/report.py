@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from .baseline import comparison_rows
+from .baseline import baseline_section
 from .benchjson import benchmark_json_text
 from .cases import Plan
 from .columns import (
-    LATENCY_COLUMNS,
     CaseRow,
     Cell,
     answer_cells,
@@ -29,9 +28,10 @@ from .columns import (
 from .config import Case
 from .csvsafe import escape_cell
 from .errors import SampleError
-from .gates import GateResult
+from .gates import GATE_COLUMNS, GateResult, gate_rows
 from .outputdir import atomic_write_files, atomic_write_text, encode_text
 from .pagecache import document_hash
+from .parity import agreement
 from .records import CaseInfo, Record, category_rows, summarize_case, token_mismatch
 from .redact import redact
 from .reference_scores import reference_section
@@ -90,12 +90,16 @@ def ordered_records(plan: Plan, results: RunResults) -> list[tuple[Case, list[Re
 
 
 def case_rows(plan: Plan, results: RunResults) -> list[CaseRow]:
-    """metrics.csv rows of the cases that ran."""
-    return [
-        summarize_case(case, recs, results.case_info.get(case.id))
-        for case, recs in ordered_records(plan, results)
-        if recs
-    ]
+    """metrics.csv rows of the cases that ran (``agreement`` from both cases' records)."""
+    rows = []
+    for case, recs in ordered_records(plan, results):
+        if not recs:
+            continue
+        row = summarize_case(case, recs, results.case_info.get(case.id))
+        if case.parity_with is not None:
+            row["agreement"] = agreement(recs, results.records.get(case.parity_with, []))
+        rows.append(row)
+    return rows
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> str:
@@ -325,24 +329,7 @@ def render_report(plan: Plan, results: RunResults, rows: Sequence[CaseRow]) -> s
             [{**case_cells(r), "status": token_mismatch(r) or "match"} for r in checked],
         )
         lines.append("")
-    if plan.baseline is not None:
-        figures = [
-            *_unique(m for c in plan.cases for m in c.task.metrics),
-            *LATENCY_COLUMNS,
-            "requests_per_s",
-        ]
-        lines += [
-            "## Baseline comparison",
-            "",
-            "Delta = this run - the baseline metrics.csv; cases without a baseline "
-            "row are new and not compared.",
-            "",
-        ]
-        lines += _table(
-            ["case_id", "figure", "baseline", "now", "delta", "status"],
-            comparison_rows(rows, plan.baseline, figures),
-        )
-        lines.append("")
+    lines += baseline_section(plan, rows, results.gates, _table)
     if results.gates:
         lines += ["## Gates", ""]
         lines += _table(
@@ -391,31 +378,42 @@ def _argv(command: object) -> str:
     return shlex.join(str(word) for word in command)
 
 
-def write_outputs(output: Path, plan: Plan, results: RunResults) -> list[CaseRow]:
-    """Write answers.csv, metrics.csv, report.md and benchmark.json; returns the
-    metrics rows (for the terminal summary).
+def write_outputs(
+    output: Path, plan: Plan, results: RunResults, cache_dir: Path | None = None
+) -> list[CaseRow]:
+    """Write answers.csv, metrics.csv, report.md, benchmark.json and gates.csv, then
+    the plots, the page thumbnails (from ``cache_dir``'s page cache) and report.html;
+    returns the metrics rows (for the terminal summary).
 
-    All four are rendered first and then replaced together, each atomically:
+    The five are rendered first and then replaced together, each atomically:
     on a failure (``OutputError``, an ``OSError``) the previous files stay whole.
     """
+    from .plots import plot_specs, plots_section
+
     output.mkdir(parents=True, exist_ok=True)
     metric_names = _unique(m for c in plan.cases for m in c.task.metrics)
     answers = [
         answer_cells(r, metric_names) for _, recs in ordered_records(plan, results) for r in recs
     ]
     rows = case_rows(plan, results)
+    plots = plot_specs(plan, results.records)
+    report_md = redact("\n".join([render_report(plan, results, rows), *plots_section(plots)]))
     atomic_write_files(
         {
             output / "answers.csv": encode_text(csv_text(answer_columns(metric_names), answers)),
             output / "metrics.csv": encode_text(
                 csv_text(case_columns(metric_names), [case_cells(r) for r in rows])
             ),
-            output / "report.md": encode_text(redact(render_report(plan, results, rows))),
+            output / "report.md": encode_text(report_md),
             output / "benchmark.json": encode_text(
                 benchmark_json_text(ordered_records(plan, results))
             ),
+            output / "gates.csv": encode_text(csv_text(GATE_COLUMNS, gate_rows(results.gates))),
         }
     )
+    from .htmlreport.write import write_visuals  # pandas, matplotlib: only now
+
+    write_visuals(output, plan, results.records, plots, report_md, cache_dir)
     return rows
 
 

@@ -131,7 +131,7 @@ def finish_outputs(
                 from .merge import store_merged
 
                 store_merged(settings.output, plan, results)
-            rows = write_outputs(settings.output, plan, results)
+            rows = write_outputs(settings.output, plan, results, cache_dir=settings.cache)
         except OSError as exc:
             notes.append(
                 f"could not write the outputs to {settings.output}: "

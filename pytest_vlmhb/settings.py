@@ -29,6 +29,8 @@ class Settings:
     baseline: Path | None = None
     max_score_drop: float | None = None
     max_latency_increase: float | None = None  # a fraction: 0.1 means +10%
+    #: ``--vlmhb-significance``: the level of the regression gates' paired tests.
+    significance: float | None = None
     gpus_per_worker: int | None = None
     worker_index: int = 0  # xdist worker gwN -> N; 0 without xdist
     #: ``--vlmhb-shard I/N``: (I, N), 1 <= I <= N; None runs every server group.

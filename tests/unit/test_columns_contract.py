@@ -12,6 +12,8 @@ from pydantic import TypeAdapter
 from pytest_vlmhb.client import Completion
 from pytest_vlmhb.columns import (
     CASE_TEXT_COLUMNS,
+    INTERVALS_KEY,
+    LATENCY_COLUMNS,
     METRICS_KEY,
     CaseRow,
     answer_cells,
@@ -19,6 +21,7 @@ from pytest_vlmhb.columns import (
     case_cells,
     case_columns,
     gateable_columns,
+    metric_columns,
 )
 from pytest_vlmhb.records import CaseInfo, Record, StoredRecord, make_record, summarize_case
 from pytest_vlmhb.report import csv_text, write_outputs
@@ -26,7 +29,7 @@ from pytest_vlmhb.servermetrics import ServerWatch
 from pytest_vlmhb.store import OLDER_RECORD_DEFAULTS
 from tests.helpers import make_case, make_plan, make_results, make_sample
 
-FIXED = [k for k in CaseRow.__annotations__ if k != METRICS_KEY]
+FIXED = [k for k in CaseRow.__annotations__ if k not in (METRICS_KEY, INTERVALS_KEY)]
 
 
 def _header(path: Path) -> list[str]:
@@ -40,14 +43,30 @@ def test_metrics_csv_header_is_the_typed_row(tmp_path: Path) -> None:
     header = _header(tmp_path / "out" / "metrics.csv")
     metrics = list(plan.cases[0].task.metrics)
     assert header == case_columns(metrics)
-    # Every field of the typed row is a column, and every column a field (or a metric).
-    assert set(header) == set(FIXED) | set(metrics)
+    # Every field of the typed row is a column, and every column a field (or a
+    # metric and its interval, from the row's ``metrics`` and ``metric_intervals``).
+    assert set(header) == set(FIXED) | set(metric_columns(metrics))
     (row,) = rows
     assert set(row) == set(CaseRow.__annotations__) == CaseRow.__required_keys__
     assert list(case_cells(row)) == header
-    # The metric columns stand where the row's ``metrics`` key stands.
+    assert set(row[INTERVALS_KEY]) == set(row[METRICS_KEY]) == set(metrics)
+    # The metric columns stand where the row's ``metrics`` key stands, each metric
+    # followed by its interval.
     at = list(CaseRow.__annotations__).index(METRICS_KEY)
-    assert header[at : at + len(metrics)] == metrics
+    assert (
+        header[at : at + 3 * len(metrics)]
+        == metric_columns(metrics)
+        == [
+            "cer",
+            "cer_ci_low",
+            "cer_ci_high",
+        ]
+    )
+    assert header[header.index("ttft_p50_ms") + 1 : header.index("ttft_p50_ms") + 3] == [
+        "ttft_p50_ci_low_ms",
+        "ttft_p50_ci_high_ms",
+    ]
+    assert not [c for c in LATENCY_COLUMNS if "_ci_" in c]  # no regression gate on them
 
 
 def test_summarize_case_fills_exactly_the_typed_row() -> None:
@@ -62,6 +81,9 @@ def test_summarize_case_fills_exactly_the_typed_row() -> None:
         c for c in case_columns(["cer", "wer"]) if c not in CASE_TEXT_COLUMNS
     ]
     assert "model_revision" not in gateable_columns(["cer"])  # text, not a figure
+    assert {"cer_ci_low", "wer_ci_high", "ttft_p50_ci_low_ms"} <= set(
+        gateable_columns(["cer", "wer"])
+    )
 
 
 def test_answers_csv_header_is_record_fields_and_scores(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ def test_write_outputs_failure_keeps_every_previous_file(
     plan = make_plan(tmp_path, ["a", "b"])
     out = tmp_path / "out"
     write_outputs(out, plan, make_results(plan, {}))
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     real = outputdir._write_temp
 
     def full_at_benchmark(path: Path, data: bytes) -> str:
@@ -236,7 +236,7 @@ def test_write_outputs_failure_keeps_every_previous_file(
     monkeypatch.setattr(outputdir, "_write_temp", full_at_benchmark)
     with pytest.raises(OutputError, match=r"benchmark\.json"):
         write_outputs(out, plan, make_results(plan, {"a": "changed"}))
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 # ---------------------------------------------------------------- check_writable

@@ -202,7 +202,17 @@ CASES: dict[str, Bad] = {
         ]
     },
     "baseline-directory": Bad(
-        args=("--vlmhb-baseline=data",), expect=("*--vlmhb-baseline:*is a directory*",)
+        args=("--vlmhb-baseline=data",), expect=("*data: not the output dir of an earlier run*",)
+    ),
+    "baseline-answers-reference": Bad(
+        {"base-answers.csv": "case_id,sample_id,reference\nm:vqa:openai,a,{oops\n"},
+        args=("--vlmhb-baseline=base-answers.csv",),
+        expect=("*base-answers.csv: column 'reference': *sample 'a': not a JSON object*",),
+    ),
+    "baseline-answers-nan-latency": Bad(
+        {"base-answers.csv": "case_id,sample_id,ttft_ms\nm:vqa:openai,a,nan\n"},
+        args=("--vlmhb-baseline=base-answers.csv",),
+        expect=("*base-answers.csv: column 'ttft_ms': *finite*",),
     ),
     "baseline-fifo": Bad(
         args=("--vlmhb-baseline=fifo.csv",),
@@ -227,6 +237,11 @@ CASES: dict[str, Bad] = {
             ("max-latency-increase-nan", "--vlmhb-max-latency-increase=nan%"),
             ("max-latency-increase-negative", "--vlmhb-max-latency-increase=-5%"),
             ("max-latency-increase-text", "--vlmhb-max-latency-increase=lots"),
+            ("significance-zero", "--vlmhb-significance=0"),
+            ("significance-one", "--vlmhb-significance=1"),
+            ("significance-nan", "--vlmhb-significance=nan"),
+            ("significance-negative", "--vlmhb-significance=-1"),
+            ("significance-text", "--vlmhb-significance=x"),
             ("config-directory", "--vlmhb-config=data"),
             ("models-directory", "--vlmhb-models=data"),
             ("tasks-directory", "--vlmhb-tasks=data"),
@@ -365,6 +380,12 @@ def test_importing_the_plugin_imports_nothing_heavy() -> None:
         "pytest_vlmhb.runner",
         "pytest_vlmhb.client",
         "pytest_vlmhb.report",
+        "pytest_vlmhb.results",
+        "pytest_vlmhb.plots",
+        "pytest_vlmhb.thumbs",
+        "pytest_vlmhb.htmlreport",
+        "pandas",
+        "matplotlib",
     }
     assert not heavy & set(json.loads(ours.replace("'", '"')))
     assert same_env == "True"
