@@ -16,6 +16,7 @@ from .cases import Plan, load_plan
 from .columns import CaseRow
 from .endpoint_headers import referenced_env
 from .errors import ConfigError
+from .gates import GateResult
 from .outputdir import OutputLock, check_writable
 from .redact import register_env
 from .report import RunResults, write_outputs
@@ -100,6 +101,26 @@ def _gates_status(results: RunResults) -> int:
     )
 
 
+def check_controller_gates(plan: Plan, results: RunResults) -> list[GateResult]:
+    """The thresholds only the controller can check (``agreement`` needs another
+    case's records, which another xdist worker may hold), added to the run's gate
+    results; the failed ones."""
+    from .gates import gate_result
+    from .parity import CONTROLLER_COLUMNS
+
+    failed = []
+    for case in plan.cases:
+        records = results.records.get(case.id, [])
+        info = results.case_info.get(case.id)
+        for threshold in case.thresholds:
+            if threshold.column in CONTROLLER_COLUMNS:
+                result = gate_result(case, threshold, records, info, results.records)[0]
+                results.gates.append(result)
+                if not result.passed:
+                    failed.append(result)
+    return failed
+
+
 def finish_outputs(
     settings: Settings, plan: Plan, results: RunResults
 ) -> tuple[list[CaseRow], list[str], int | None]:
@@ -124,6 +145,13 @@ def finish_outputs(
         if settings.merge:
             notes += incomplete_notes(plan, results)
         status = _gates_status(results)
+    else:
+        failed = check_controller_gates(plan, results)
+        notes += [
+            f"gate failed: {gate.case_id} {gate.threshold}: {gate.message}" for gate in failed
+        ]
+        if failed:
+            status = int(pytest.ExitCode.TESTS_FAILED)
     rows: list[CaseRow] = []
     if results.records:
         try:
