@@ -67,6 +67,21 @@ def test_all_five_task_types_end_to_end_with_junit(pytester: pytest.Pytester) ->
         assert float(m["ttft_p50_ms"]) <= float(m["ttft_p99_ms"])
         assert float(m["requests_per_s"]) > 0 and float(m["peak_memory_mb"]) > 10
     assert metrics[3]["f1"] != "" and metrics[4]["accuracy"] != ""
+    # each score and TTFT p50 within its bootstrap interval (real server figures)
+    primary = ("anls", "relaxed_accuracy", "cer", "f1", "accuracy")
+    for m, metric in zip(metrics, primary, strict=True):
+        low, high = float(m[f"{metric}_ci_low"]), float(m[f"{metric}_ci_high"])
+        assert low <= float(m[metric]) <= high, (metric, m)
+        ttft = float(m["ttft_p50_ms"])
+        assert float(m["ttft_p50_ci_low_ms"]) <= ttft <= float(m["ttft_p50_ci_high_ms"])
+    gates = read_csv(out / "gates.csv")
+    assert [(g["case_id"], g["gate"], g["result"]) for g in gates] == [
+        ("tiny:vqa:hf", "min_anls", "pass")
+    ]
+    html = (out / "report.html").read_text()
+    island = html.split('id="vlmhb-data">', 1)[1].split("</script>", 1)[0]
+    assert all(f"tiny:{t}:hf" in island for t in ("vqa", "chart", "ocr", "kie", "cls"))
+    assert any((out / "plots").glob("*.png"))  # the plots were drawn
     report = (out / "report.md").read_text()
     for case in ("tiny:vqa:hf", "tiny:chart:hf", "tiny:ocr:hf", "tiny:kie:hf", "tiny:cls:hf"):
         assert report.count(f"| {case} | tiny | hf | local | 3 | 0 |") == 1  # its task table
