@@ -79,46 +79,15 @@ class Server:
 @contextlib.contextmanager
 def running_server(python: str, model_dir: Path, timeout_s: float = 120.0) -> Iterator[Server]:
     """Start the server, wait for /health, stop it on exit (log shown on failure)."""
-    port = free_port()
-    log_path = model_dir.parent / "server.log"
-    started = time.perf_counter()
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                python,
-                "-m",
-                "pytest_vlmhb.server",
-                "--model",
-                str(model_dir),
-                "--served-model-name",
-                MODEL_NAME,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=backend_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited {proc.returncode}:\n{log_path.read_text()}")
-            if time.perf_counter() - started > timeout_s:
-                raise TimeoutError(f"server not healthy in {timeout_s} s:\n{log_path.read_text()}")
-            with contextlib.suppress(OSError):
-                if request("127.0.0.1", port, "GET", "/health")[0] == 200:
-                    break
-            time.sleep(0.1)
-        yield Server("127.0.0.1", port, time.perf_counter() - started, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(
+        python,
+        model_dir,
+        "--log-level",
+        "warning",
+        log_path=model_dir.parent / "server.log",
+        timeout_s=timeout_s,
+    ) as server:
+        yield server
 
 
 def request(
@@ -458,7 +427,8 @@ def serving(
     env: dict[str, str] | None = None,
     timeout_s: float = 120.0,
 ) -> Iterator[Server]:
-    """Like ``running_server``, with extra server options and a log of its own."""
+    """Start the server with extra options, wait for /health, stop it on exit (its
+    log in ``log_path``, shown on failure)."""
     port = free_port()
     started = time.perf_counter()
     with log_path.open("wb") as log:
