@@ -1,12 +1,12 @@
-"""CC-OCR KIE field F1 against verbatim copies of lmms-eval's port of the CC-OCR evaluator
-(lmms_eval/tasks/cc_ocr/evaluators/{common,kie_metric}.py @ 75571cfe0fa36ca5)."""
+"""CC-OCR KIE field F1 against lmms-eval's port of the CC-OCR evaluator
+(lmms_eval/tasks/cc_ocr/evaluators/{common,kie_metric}.py @ 75571cfe0fa36ca5), whose
+verbatim copy lives in tests/unit/reference_impls.py."""
 
-# ruff: noqa: RUF001, RUF013  (full-width text is the point; verbatim reference code)
+# ruff: noqa: RUF001  (full-width text is the point; verbatim reference code)
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -14,152 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_vlmhb.metrics.ccocr_kie import CcocrKieF1, normalize_text, parse_answer
-
-
-# ---- BEGIN verbatim: lmms-eval cc_ocr/evaluators/common.py --------------------------------
-# fmt: off
-# mypy: ignore-errors
-def fullwidth_to_halfwidth(text: str) -> str:
-    """CJK-aware full-width to half-width conversion (matches KIE evaluator)."""
-    result = ""
-    for char in text:
-        code_point = ord(char)
-        if code_point == 0x3000:
-            code_point = 0x0020
-        elif 0xFF01 <= code_point <= 0xFF5E:
-            code_point -= 0xFEE0
-        result += chr(code_point)
-    result = result.replace("、", ",")
-    return result
-
-
-def remove_unnecessary_spaces(text: str) -> str:
-    """Normalize spacing around CJK / ASCII / punctuation boundaries."""
-    text = re.sub(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])", "", text)
-    text = re.sub(r"(?<=[\u4e00-\u9fff])\s+(?=[a-zA-Z0-9])", "", text)
-    text = re.sub(r"(?<=[a-zA-Z0-9])\s+(?=[\u4e00-\u9fff])", "", text)
-    text = re.sub(r"(?<![0-9])\s*([,.!?:;])\s*", r"\1 ", text)
-    text = re.sub(r"(?<=[0-9])(?=[a-zA-Z])", " ", text)
-    text = re.sub(r"(?<=[a-zA-Z])(?=[0-9])", " ", text)
-    text = re.sub(r"\s+", " ", text)
-    return text
-
-
-def post_process_to_json(qwen_info_str: str, file_name: str = None):
-    """Extract a JSON object from a model response that may wrap it in ```json ... ```."""
-    if not isinstance(qwen_info_str, str):
-        return None
-    try:
-        if "```json" in qwen_info_str:
-            if "```" not in qwen_info_str.split("```json", 1)[1]:
-                qwen_info_str = qwen_info_str + "```"
-            m = re.search(r"```json(.*?)```", qwen_info_str, re.DOTALL)
-            if m is None:
-                return None
-            json_str = m.group(1).strip().replace("\n", "")
-        else:
-            json_str = qwen_info_str.strip().replace("\n", "")
-        return json.loads(json_str)
-    except Exception:
-        return None
-
-
-def normalize_values_of_nested_dict(d: Any, normalize_func) -> Any:
-    """Recursively normalize string leaves of a nested dict/list."""
-    if isinstance(d, dict):
-        return {k: normalize_values_of_nested_dict(v, normalize_func) for k, v in d.items()}
-    if isinstance(d, list):
-        return [normalize_values_of_nested_dict(x, normalize_func) if isinstance(x, (dict, list)) else normalize_func(x) if isinstance(x, str) else x for x in d]  # noqa: E501
-    if isinstance(d, str):
-        return normalize_func(d)
-    return d
-
-
-def kie_normalize_text(text: str) -> str:
-    """Full pipeline used for KIE string normalization."""
-    return remove_unnecessary_spaces(fullwidth_to_halfwidth(str(text)))
-# ---- END verbatim ----------------------------------------------------------------------------
-
-
-# ---- BEGIN verbatim: lmms-eval cc_ocr/evaluators/kie_metric.py ----------------------------
-def _flatten(data: dict):
-    """Turn nested dict/list into a flat list of (dotted_key, value)."""
-    out = []
-
-    def rec(value, key=""):
-        if isinstance(value, dict):
-            for k, v in value.items():
-                rec(v, f"{key}.{k}" if key else k)
-        elif isinstance(value, list):
-            for item in value:
-                rec(item, key)
-        else:
-            out.append((key, value))
-
-    rec(data)
-    return out
-
-
-def _normalize_dict(data: Any) -> Any:
-    """Sort keys, wrap scalars in list — matches Donut normalize_dict semantics."""
-    if isinstance(data, dict):
-        new_data = {}
-        for k in sorted(data.keys(), key=lambda k: (len(k), k)):
-            value = _normalize_dict(data[k])
-            if value:
-                if not isinstance(value, list):
-                    value = [value]
-                new_data[k] = value
-        return new_data
-    if isinstance(data, list):
-        if all(isinstance(item, dict) for item in data):
-            return [x for x in (_normalize_dict(item) for item in data) if x]
-        return [str(item).strip() for item in data if isinstance(item, (str, int, float)) and str(item).strip()]  # noqa: E501
-    return [str(data).strip()]
-
-
-def _cal_f1_over_samples(preds, answers) -> float:
-    total_tp = 0
-    total_fn_fp = 0
-    for fname, ans in answers.items():
-        pred = preds.get(fname, {})
-        pred_flat = _flatten(_normalize_dict(pred))
-        ans_flat = _flatten(_normalize_dict(ans))
-        for field in pred_flat:
-            if field in ans_flat:
-                total_tp += 1
-                ans_flat.remove(field)
-            else:
-                total_fn_fp += 1
-        total_fn_fp += len(ans_flat)
-    return total_tp / (total_tp + total_fn_fp / 2 + 1e-6)
-
-
-def _parse_pred_and_gt(sample):
-    pred_raw = sample["pred"]
-    pred_json = post_process_to_json(pred_raw, file_name=sample.get("image_name"))
-    if pred_json is None:
-        pred_json = {}
-
-    gt_raw = sample["gt"]
-    if isinstance(gt_raw, str):
-        try:
-            gt_json = json.loads(gt_raw)
-        except Exception:
-            gt_json = {}
-    elif isinstance(gt_raw, list) and gt_raw and isinstance(gt_raw[0], str):
-        try:
-            gt_json = json.loads(gt_raw[0])
-        except Exception:
-            gt_json = {}
-    else:
-        gt_json = gt_raw or {}
-
-    pred_json = normalize_values_of_nested_dict(pred_json, kie_normalize_text)
-    gt_json = normalize_values_of_nested_dict(gt_json, kie_normalize_text)
-    return pred_json, gt_json
-# fmt: on
-# ---- END verbatim ----------------------------------------------------------------------------
+from tests.unit.reference_impls import (  # verbatim lmms-eval code, cited there
+    _cal_f1_over_samples,
+    _parse_pred_and_gt,
+    kie_normalize_text,
+    post_process_to_json,
+)
 
 
 def reference_f1(pairs: list[tuple[str, dict[str, Any]]]) -> float:

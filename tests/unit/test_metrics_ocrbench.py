@@ -1,4 +1,5 @@
-"""OCRBench's rule against a verbatim copy of lmms-eval's ``ocrbench_process_results``."""
+"""OCRBench's rule against lmms-eval's ``ocrbench_process_results`` (its verbatim copy
+lives in tests/unit/reference_impls.py)."""
 
 # ruff: noqa: RUF001  (full-width text is the point; verbatim reference code)
 
@@ -11,60 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_vlmhb.metrics.ocrbench import OCRBench, ocrbench_score
-
-
-# ---- BEGIN verbatim: lmms-eval lmms_eval/tasks/ocrbench/utils.py @ 75571cfe0fa36ca5 ----------
-# fmt: off
-# mypy: ignore-errors
-def _fold_fullwidth_ascii(text: str) -> str:
-    """Fold fullwidth ASCII and ideographic space without broader NFKC changes."""
-    folded = []
-    for char in text:
-        codepoint = ord(char)
-        if 0xFF01 <= codepoint <= 0xFF5E:
-            folded.append(chr(codepoint - 0xFEE0))
-        elif codepoint == 0x3000:
-            folded.append(" ")
-        else:
-            folded.append(char)
-    return "".join(folded)
-
-
-def ocrbench_process_results(doc, results):
-    pred = results[0].strip()
-    gt_ans = doc["answer"]
-    dataset_name = doc["dataset"]
-
-    score = 0
-    if dataset_name == "HME100k":
-        if type(gt_ans) == list:  # noqa: E721
-            for j in range(len(gt_ans)):
-                answer = gt_ans[j].strip().replace("\n", " ").replace(" ", "")
-                predict = pred.strip().replace("\n", " ").replace(" ", "")
-                if answer in predict:
-                    score = 1
-        else:
-            answer = gt_ans.strip().replace("\n", " ").replace(" ", "")
-            predict = pred.strip().replace("\n", " ").replace(" ", "")
-            if answer in predict:
-                score = 1
-    else:
-        if type(gt_ans) == list:  # noqa: E721
-            for j in range(len(gt_ans)):
-                answer = _fold_fullwidth_ascii(gt_ans[j]).lower().strip().replace("\n", " ")
-                predict = _fold_fullwidth_ascii(pred).lower().strip().replace("\n", " ")
-                if answer in predict:
-                    score = 1
-        else:
-            answer = _fold_fullwidth_ascii(gt_ans).lower().strip().replace("\n", " ")
-            predict = _fold_fullwidth_ascii(pred).lower().strip().replace("\n", " ")
-            if answer in predict:
-                score = 1
-    return {
-        "ocrbench_accuracy": {"question_type": doc["question_type"], "score": score, "prediction": pred, "ground_truth": gt_ans},  # noqa: E501
-    }
-# fmt: on
-# ---- END verbatim ----------------------------------------------------------------------------
+from tests.unit.reference_impls import ocrbench_process_results  # verbatim lmms-eval, cited there
 
 
 def reference(prediction: str, answers: Any, dataset: str) -> int:
